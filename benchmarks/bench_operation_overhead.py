@@ -1,0 +1,130 @@
+"""What one ``flowscope.operation(name)`` costs next to a bare OpenTelemetry SDK span.
+
+What: an empty ``with flowscope.operation("bench.op"): pass`` against an empty
+``with tracer.start_as_current_span("bench.op"): pass`` (the plain SDK span a user would
+write without flowscope), per span, in microseconds.
+
+How: one TracerProvider built here and made global before any span (flowscope's tracer is a
+ProxyTracer on the global provider), carrying the processors of a real set-up, in flowscope's
+order: the BottleneckSpanProcessor, the SpanStore, and a BatchSpanProcessor whose exporter
+discards (``export`` returns SUCCESS). Both sides run on that same provider, so the processors
+see every span of both. Chunks of CHUNK spans (below the batch queue's 2048, and the queue
+is flushed untimed after every chunk, so no span is ever dropped: a dropped span is cheaper and
+would flatter whichever side dropped more), interleaved round by round in alternating order;
+the ratio is min/min of process CPU time over the rounds (see _harness.py; the exporter
+thread's CPU is included, other processes' is not; wall-clock ratios are printed beside). Garbage collection stays on: if an
+operation allocates more, the collections it causes are part of its cost.
+
+The bare span does not carry ``workflow.operation``, so flowscope's aggregator skips it: the
+aggregation is flowscope's work and is charged to flowscope. A third variant, a bare span
+carrying the same seven attributes an operation span ends with, is printed for information: it
+isolates the cost of operation()'s own machinery (probes, query frame) from attribute and
+aggregation costs.
+
+Target: flowscope.operation / bare span <= 1.3x.
+
+    .venv/bin/python benchmarks/bench_operation_overhead.py      # BENCH_ROUNDS=N to change
+"""
+
+from __future__ import annotations
+
+from _harness import Report, env_int, interleave, print_samples, ratio
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+TARGET = 1.3
+CHUNK = env_int("BENCH_CHUNK", 2000)
+ROUNDS = env_int("BENCH_ROUNDS", 21)
+NAME = "bench.op"
+
+
+class DiscardingExporter(SpanExporter):
+    """Accepts every batch and throws it away (counts the spans, to prove none was dropped)."""
+
+    def __init__(self) -> None:
+        self.exported = 0
+
+    def export(self, spans):  # type: ignore[no-untyped-def]
+        self.exported += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+provider = TracerProvider()
+trace.set_tracer_provider(provider)   # before flowscope creates any span
+
+import flowscope  # noqa: E402  (after the provider is global)
+from flowscope.telemetry import BottleneckSpanProcessor, SpanStore  # noqa: E402
+from flowscope.telemetry import _attributes as attr  # noqa: E402
+
+aggregator = BottleneckSpanProcessor()
+store = SpanStore()
+exporter = DiscardingExporter()
+provider.add_span_processor(aggregator)
+provider.add_span_processor(store)
+provider.add_span_processor(BatchSpanProcessor(exporter))
+tracer = provider.get_tracer("bench")
+operation = flowscope.operation
+
+SAME_ATTRIBUTES = {attr.OPERATION: NAME}
+SAME_END_ATTRIBUTES = {attr.RSS_BYTES: 50_000_000, attr.RSS_DELTA_BYTES: 0, attr.PEAK_INCREASE_BYTES: 0,
+                       attr.GC_COLLECTIONS: 0, attr.QUERY_COUNT: 0, attr.QUERY_DURATION_MS: 0.0}
+
+
+def run_bare() -> int:
+    start_span = tracer.start_as_current_span
+    for _ in range(CHUNK):
+        with start_span(NAME):
+            pass
+    return CHUNK
+
+
+def run_flowscope() -> int:
+    for _ in range(CHUNK):
+        with operation(NAME):
+            pass
+    return CHUNK
+
+
+def run_bare_same_attributes() -> int:
+    start_span = tracer.start_as_current_span
+    for _ in range(CHUNK):
+        with start_span(NAME, attributes=SAME_ATTRIBUTES) as span:
+            span.set_attributes(SAME_END_ATTRIBUTES)
+    return CHUNK
+
+
+def flush() -> None:
+    provider.force_flush()
+
+
+def main() -> None:
+    print(__doc__.split("\n\n")[0])
+    print(f"\n{ROUNDS} rounds x {CHUNK} spans per variant, interleaved\n")
+    samples = interleave({"bare": run_bare, "flowscope": run_flowscope,
+                          "bare+same attributes": run_bare_same_attributes},
+                         rounds=ROUNDS, between=flush)
+    print_samples(samples, "span")
+    produced = store.seen
+    flush()
+    print(f"\n  spans produced {produced}, exported (discarded) {exporter.exported}, "
+          f"aggregated operations {aggregator.operation(NAME).count}")
+    report = Report("operation_overhead", info={
+        "cpu_us_min": {name: min(v) * 1e6 for name, v in samples.cpu.items()},
+        "dropped_spans": produced - exporter.exported})
+    report.ratios.append(ratio("operation / bare span", samples, "flowscope", "bare", target=TARGET))
+    report.ratios.append(ratio("operation / bare span (wall clock)", samples, "flowscope", "bare",
+                               clock="wall", note="information: wall time includes other processes' noise"))
+    report.ratios.append(ratio("operation / bare span with the same attributes", samples,
+                               "flowscope", "bare+same attributes",
+                               note="information: operation()'s own machinery, aggregation charged to both"))
+    if produced != exporter.exported:
+        print(f"  WARNING: {produced - exporter.exported} spans were dropped by the batch processor")
+    report.print_and_exit()
+
+
+if __name__ == "__main__":
+    main()

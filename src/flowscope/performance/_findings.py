@@ -1,0 +1,227 @@
+"""Findings from measured data: the rules that turn spans and statistics into recommendations.
+
+Every rule reads measurements (query tallies of real spans, aggregated statistics) and fires
+only when a threshold is crossed; thresholds are data (:class:`Thresholds`), not constants
+buried in code.
+
+Design decision: statements are observed per operation span (``StatementObservation``), from
+either source: the span store (one execution's spans, exact) or the aggregating processor
+(the whole process, worst span per fingerprint). One set of rules then serves both. Nested
+operations count inclusively, so a pattern inside a child is also inside its parent; per
+fingerprint only the innermost observation (the span with the fewest queries) is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+from ..telemetry import _attributes as attr
+from ..telemetry import OperationStats, fingerprint, frame_of
+from ..telemetry._queries import is_read_statement
+from .optimizations._recommendation import Evidence, Recommendation, Savings
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a measurement becomes a finding."""
+
+    n_plus_one: int = 5                 # same SELECT, different parameters, in one span
+    repeated_query: int = 3             # same statement, same parameters, in one span
+    slow_query_ms: float = 100.0        # one statement's mean time
+    high_query_count: int = 50          # queries in one operation
+    slow_operation_ms: float = 250.0    # one operation's duration (p95 for statistics)
+    memory_growth_bytes: int = 20 * 1024 * 1024   # RSS growth in one operation
+
+
+@dataclass(frozen=True)
+class StatementObservation:
+    """One statement fingerprint inside one operation span (the worst span seen)."""
+
+    operation: str
+    fingerprint: str
+    executions: int
+    distinct_parameter_sets: int
+    most_identical: int
+    total_ms: float
+    span_query_count: int
+    spans: int = 1
+    trace_id: str = ""
+    span_id: str = ""
+
+
+def observations_from_spans(spans: Iterable[ReadableSpan]) -> list[StatementObservation]:
+    worst: dict[tuple[str, str], StatementObservation] = {}
+    for span in spans:
+        frame = frame_of(span)
+        attributes = span.attributes or {}
+        operation = attributes.get(attr.OPERATION)
+        if frame is None or operation is None:
+            continue
+        context = span.context
+        for statement, tally in frame.statements.items():
+            obs = StatementObservation(
+                operation=str(operation), fingerprint=fingerprint(statement), executions=tally.count,
+                distinct_parameter_sets=tally.distinct_parameter_sets, most_identical=tally.most_identical,
+                total_ms=tally.seconds * 1000.0, span_query_count=frame.query_count,
+                trace_id=f"{context.trace_id:032x}" if context else "",
+                span_id=f"{context.span_id:016x}" if context else "")
+            key = (obs.operation, obs.fingerprint)
+            seen = worst.get(key)
+            if seen is None or obs.executions > seen.executions:
+                worst[key] = obs if seen is None else _with_spans(obs, seen.spans + 1)
+            else:
+                worst[key] = _with_spans(seen, seen.spans + 1)
+    return list(worst.values())
+
+
+def observations_from_stats(operations: Iterable[OperationStats]) -> list[StatementObservation]:
+    return [
+        StatementObservation(
+            operation=op.name, fingerprint=fp.fingerprint, executions=fp.max_repeats_in_span,
+            distinct_parameter_sets=fp.max_distinct_parameters_in_span,
+            most_identical=fp.max_identical_in_span,
+            total_ms=fp.total_ms / max(fp.spans, 1),  # mean per span
+            span_query_count=int(op.query_count.mean), spans=fp.spans,
+            trace_id=fp.example_trace_id, span_id=fp.example_span_id)
+        for op in operations for fp in op.fingerprints
+    ]
+
+
+def _with_spans(obs: StatementObservation, spans: int) -> StatementObservation:
+    return replace(obs, spans=spans)
+
+
+def query_findings(observations: Iterable[StatementObservation], thresholds: Thresholds) -> list[Recommendation]:
+    """N+1 patterns, repeated identical queries and slow statements."""
+    found: dict[tuple[str, str], tuple[StatementObservation, Recommendation]] = {}
+    for obs in observations:
+        for rec in _statement_rules(obs, thresholds):
+            key = (rec.kind, obs.fingerprint)
+            kept = found.get(key)
+            if kept is None or obs.span_query_count < kept[0].span_query_count:
+                found[key] = (obs, rec)   # innermost operation wins (see module docstring)
+    return [rec for _, rec in found.values()]
+
+
+def _statement_rules(obs: StatementObservation, t: Thresholds) -> list[Recommendation]:
+    out: list[Recommendation] = []
+    evidence = dict(fingerprint=obs.fingerprint, executions=obs.executions,
+                    distinct_parameter_sets=obs.distinct_parameter_sets, spans=obs.spans,
+                    total_ms=round(obs.total_ms, 3), trace_id=obs.trace_id or None,
+                    span_id=obs.span_id or None)
+    per_query_ms = obs.total_ms / max(obs.executions, 1)
+    if is_read_statement(obs.fingerprint) and obs.executions >= t.n_plus_one and obs.distinct_parameter_sets >= t.n_plus_one:
+        out.append(Recommendation(
+            kind="n_plus_one", severity=_scaled(obs.distinct_parameter_sets, t.n_plus_one),
+            operation=obs.operation,
+            message=(f"N+1 query pattern in {obs.operation}: one statement ran {obs.executions} times "
+                     f"in a single operation with {obs.distinct_parameter_sets} different parameter sets"),
+            suggestion=("Load these rows in one query: add an eager-loading option "
+                        "(selectinload()/joinedload()) for the relationship the loop touches, or "
+                        "fetch them with one WHERE ... IN (...) query before the loop."),
+            evidence=Evidence(**evidence),
+            estimated_savings=Savings(queries=obs.distinct_parameter_sets - 1,
+                                      milliseconds=round(per_query_ms * (obs.distinct_parameter_sets - 1), 3))))
+    if obs.most_identical >= t.repeated_query:
+        out.append(Recommendation(
+            kind="repeated_query", severity=_scaled(obs.most_identical, t.repeated_query),
+            operation=obs.operation,
+            message=(f"Repeated identical query in {obs.operation}: the same statement with the same "
+                     f"parameters ran {obs.most_identical} times in one operation"),
+            suggestion=("Run it once and reuse the result (hoist it out of the loop, or cache it for "
+                        "the operation, e.g. QueryOptimizer.enable_caching())."),
+            evidence=Evidence(**evidence),
+            estimated_savings=Savings(queries=obs.most_identical - 1,
+                                      milliseconds=round(per_query_ms * (obs.most_identical - 1), 3))))
+    if per_query_ms >= t.slow_query_ms:
+        out.append(Recommendation(
+            kind="slow_query", severity=_scaled(per_query_ms, t.slow_query_ms), operation=obs.operation,
+            message=f"Slow query in {obs.operation}: {per_query_ms:.1f} ms per execution",
+            suggestion=("Check its plan (QueryOptimizer.optimization_report(explain=True)) for a full "
+                        "scan that an index would avoid."),
+            evidence=Evidence(**evidence, value=round(per_query_ms, 3), unit="ms", threshold=t.slow_query_ms),
+            estimated_savings=Savings(milliseconds=round(per_query_ms / 2, 3))))
+    return out
+
+
+@dataclass(frozen=True)
+class OperationObservation:
+    operation: str
+    duration_ms: float
+    query_count: float
+    rss_delta_bytes: float
+    count: int = 1
+    trace_id: str = ""
+    span_id: str = ""
+
+
+def operation_observations_from_spans(spans: Iterable[ReadableSpan]) -> list[OperationObservation]:
+    out = []
+    for span in spans:
+        a = span.attributes or {}
+        if attr.OPERATION not in a or span.end_time is None or span.start_time is None:
+            continue
+        c = span.context
+        out.append(OperationObservation(
+            operation=str(a[attr.OPERATION]), duration_ms=(span.end_time - span.start_time) / 1e6,
+            query_count=float(a.get(attr.QUERY_COUNT, 0)), rss_delta_bytes=float(a.get(attr.RSS_DELTA_BYTES, 0)),
+            trace_id=f"{c.trace_id:032x}" if c else "", span_id=f"{c.span_id:016x}" if c else ""))
+    return out
+
+
+def operation_observations_from_stats(operations: Iterable[OperationStats]) -> list[OperationObservation]:
+    return [OperationObservation(operation=op.name, duration_ms=op.duration_ms.p95,
+                                 query_count=op.query_count.mean, rss_delta_bytes=op.rss_delta_bytes.maximum,
+                                 count=op.count) for op in operations]
+
+
+def operation_findings(observations: Iterable[OperationObservation], t: Thresholds) -> list[Recommendation]:
+    """Slow operations, operations with many queries, operations that grow memory (worst of each)."""
+    worst: dict[tuple[str, str], tuple[float, Recommendation]] = {}
+
+    def keep(kind: str, op: OperationObservation, measured: float, rec: Recommendation) -> None:
+        key = (kind, op.operation)
+        if key not in worst or measured > worst[key][0]:
+            worst[key] = (measured, rec)
+
+    for op in observations:
+        ids = dict(trace_id=op.trace_id or None, span_id=op.span_id or None)
+        if op.duration_ms >= t.slow_operation_ms:
+            keep("slow_operation", op, op.duration_ms, Recommendation(
+                kind="slow_operation", severity=_scaled(op.duration_ms, t.slow_operation_ms),
+                operation=op.operation,
+                message=f"Slow operation {op.operation}: {op.duration_ms:.1f} ms",
+                suggestion=("Profile it (flowscope bench / Benchmark.benchmark_operation) and check its "
+                            "query findings; move slow work out of the request path."),
+                evidence=Evidence(value=round(op.duration_ms, 3), unit="ms", threshold=t.slow_operation_ms,
+                                  spans=op.count, **ids)))
+        if op.query_count >= t.high_query_count:
+            keep("high_query_count", op, op.query_count, Recommendation(
+                kind="high_query_count", severity=_scaled(op.query_count, t.high_query_count),
+                operation=op.operation,
+                message=f"{op.operation} runs {op.query_count:.0f} queries",
+                suggestion="Batch them: eager-load relationships and replace per-row queries with set-based ones.",
+                evidence=Evidence(value=op.query_count, unit="queries", threshold=t.high_query_count,
+                                  spans=op.count, **ids),
+                estimated_savings=Savings(queries=int(op.query_count - t.high_query_count))))
+        if op.rss_delta_bytes >= t.memory_growth_bytes:
+            keep("memory_growth", op, op.rss_delta_bytes, Recommendation(
+                kind="memory_growth", severity=_scaled(op.rss_delta_bytes, t.memory_growth_bytes),
+                operation=op.operation,
+                message=f"{op.operation} grew resident memory by {op.rss_delta_bytes / 1048576:.1f} MiB",
+                suggestion=("Stream or batch large data instead of holding it, and keep large values out "
+                            "of the workflow context (MemoryOptimizer.optimize_memory_usage())."),
+                evidence=Evidence(value=op.rss_delta_bytes, unit="bytes", threshold=t.memory_growth_bytes,
+                                  spans=op.count, **ids)))
+    return [rec for _, rec in worst.values()]
+
+
+def _scaled(measured: float, threshold: float) -> str:
+    if measured >= 4 * threshold:
+        return "high"
+    if measured >= 2 * threshold:
+        return "medium"
+    return "low"

@@ -1,0 +1,55 @@
+"""The process-wide report: every operation the aggregating processor has seen.
+
+    >>> report = process_report()                 # flowscope.configure()'s aggregator
+    >>> report.bottlenecks.slowest[0].name
+    >>> print(report.to_json())
+
+Where :class:`Monitor` reports on one execution from its spans, this reads the
+:class:`~flowscope.telemetry.BottleneckSpanProcessor`'s statistics, so it covers everything
+since the process started (or since ``aggregator.reset()``), in bounded memory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..telemetry import Bottlenecks, BottleneckSpanProcessor, OperationStats, configure, health
+from . import _findings
+from .optimizations._recommendation import Recommendation, most_valuable_first
+
+
+@dataclass(frozen=True)
+class ProcessReport:
+    operations: tuple[OperationStats, ...]       # slowest p95 first
+    bottlenecks: Bottlenecks
+    recommendations: tuple[Recommendation, ...]  # most valuable first
+    overflow_operations: int
+    telemetry_health: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["recommendations"] = [r.to_dict() for r in self.recommendations]
+        return data
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, default=str)
+
+
+def process_report(aggregator: BottleneckSpanProcessor | None = None,
+                   thresholds: _findings.Thresholds | None = None) -> ProcessReport:
+    """Build the report from ``aggregator`` (default: the one :func:`flowscope.configure` set up)."""
+    aggregator = aggregator or configure().aggregator
+    thresholds = thresholds or _findings.Thresholds()
+    operations = sorted(aggregator.operations(), key=lambda o: o.duration_ms.p95, reverse=True)
+    recommendations = most_valuable_first(
+        _findings.query_findings(_findings.observations_from_stats(operations), thresholds)
+        + _findings.operation_findings(_findings.operation_observations_from_stats(operations), thresholds))
+    return ProcessReport(
+        operations=tuple(operations),
+        bottlenecks=aggregator.bottlenecks(n_plus_one_threshold=thresholds.n_plus_one),
+        recommendations=tuple(recommendations),
+        overflow_operations=aggregator.overflow_operations,
+        telemetry_health=health.snapshot(),
+    )

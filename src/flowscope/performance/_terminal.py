@@ -1,0 +1,60 @@
+"""Terminal rendering of reports with rich (tables; no data is computed here).
+
+    >>> from rich.console import Console
+    >>> print_process_report(process_report(), Console())
+"""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from ._process_report import ProcessReport
+
+_SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan"}
+
+
+def print_process_report(report: ProcessReport, console: Console, limit: int = 15) -> None:
+    """Operations table (slowest p95 first), bottlenecks, then recommendations."""
+    table = Table(title="Operations (slowest p95 first; durations in ms, quantiles within 1%)",
+                  title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("Operation", no_wrap=True)
+    for header in ("Count", "Errors", "p50", "p95", "p99", "Max", "Queries/op", "Query ms/op", "Max RSS Δ KiB"):
+        table.add_column(header, justify="right")
+    for op in report.operations[:limit]:
+        d = op.duration_ms
+        table.add_row(op.name, str(op.count), str(op.errors), f"{d.p50:.2f}", f"{d.p95:.2f}", f"{d.p99:.2f}",
+                      f"{d.max:.2f}", f"{op.query_count.mean:.1f}", f"{op.query_ms.mean:.2f}",
+                      f"{op.rss_delta_bytes.maximum / 1024:.0f}")
+    console.print(table)
+    if len(report.operations) > limit:
+        console.print(f"... and {len(report.operations) - limit} more operations", style="dim")
+
+    b = report.bottlenecks
+    console.print("[bold]Bottlenecks[/bold]")
+    if b.slowest:
+        console.print(f"  slowest (p95):      {b.slowest[0].name} {b.slowest[0].duration_ms.p95:.2f} ms")
+    if b.most_queries:
+        console.print(f"  most queries:       {b.most_queries[0].name} {b.most_queries[0].query_count.mean:.1f} per operation")
+    if b.most_memory:
+        console.print(f"  most memory:        {b.most_memory[0].name} "
+                      f"{b.most_memory[0].rss_delta_bytes.maximum / 1024:.0f} KiB RSS growth (max)")
+    for operation, fp in b.n_plus_one:
+        console.print(f"  N+1 pattern:        {operation}: {fp.max_repeats_in_span}x in one operation "
+                      f"({fp.max_distinct_parameters_in_span} parameter sets)", soft_wrap=True)
+        console.print(f"                      {fp.fingerprint}", style="dim", soft_wrap=True)
+
+    console.print(f"[bold]Recommendations[/bold] ({len(report.recommendations)})")
+    if not report.recommendations:
+        console.print("  none: no measurement crossed a threshold", style="dim")
+    for rec in report.recommendations:
+        style = _SEVERITY_STYLE[rec.severity]
+        console.print(f"  [{style}]{rec.severity:<6}[/{style}] {rec.kind:<16} {rec.message}", soft_wrap=True)
+        if rec.evidence.fingerprint:
+            console.print(f"         statement: {rec.evidence.fingerprint}", style="dim", soft_wrap=True)
+        console.print(f"         fix: {rec.suggestion}", soft_wrap=True)
+    dropped = report.telemetry_health.get("dropped_spans", 0)
+    failures = report.telemetry_health.get("failures", {})
+    if dropped or failures:
+        console.print(f"Telemetry: {dropped} spans dropped by the exporter, failures: {failures}", style="yellow")

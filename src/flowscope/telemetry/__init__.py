@@ -1,0 +1,31 @@
+"""OpenTelemetry plumbing: configuration, operation spans, probes, aggregation, span store.
+
+    >>> import flowscope
+    >>> telemetry = flowscope.configure()
+    >>> with flowscope.operation("import_rows", rows=500):
+    ...     ...
+    >>> telemetry.aggregator.operation("import_rows").duration_ms.p95
+"""
+
+from ._aggregator import (
+    RELATIVE_ACCURACY,
+    BottleneckSpanProcessor,
+    Bottlenecks,
+    FingerprintStats,
+    MinMaxMean,
+    OperationStats,
+    Quantiles,
+)
+from ._config import Telemetry, configure, current_telemetry
+from ._health import TelemetryHealth, health
+from ._instrumentor import FlowscopeInstrumentor
+from ._operation import operation
+from ._queries import fingerprint, install_query_listeners, uninstall_query_listeners
+from ._span_store import SpanStore, frame_of, operation_spans
+
+__all__ = [
+    "RELATIVE_ACCURACY", "BottleneckSpanProcessor", "Bottlenecks", "FingerprintStats",
+    "FlowscopeInstrumentor", "MinMaxMean", "OperationStats", "Quantiles", "SpanStore", "Telemetry",
+    "TelemetryHealth", "configure", "current_telemetry", "fingerprint", "frame_of", "health",
+    "install_query_listeners", "operation", "operation_spans", "uninstall_query_listeners",
+]

@@ -1,0 +1,279 @@
+"""``flowscope.configure()``: OpenTelemetry set-up from the standard OTEL_* variables.
+
+    >>> import flowscope
+    >>> telemetry = flowscope.configure()              # idempotent
+    >>> telemetry.aggregator.bottlenecks().slowest
+    >>> flowscope.configure(exporter="console")         # overrides beat the environment
+
+Honoured: OTEL_SDK_DISABLED, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_EXPORTER
+(otlp | console | none), OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT / _PROTOCOL (grpc,
+http/protobuf) / _HEADERS / _TIMEOUT, OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG; and
+flowscope's own FLOWSCOPE_MEMORY_PROFILE (tracemalloc | off) and FLOWSCOPE_SPAN_STORE_SIZE.
+
+Design decisions:
+- A TracerProvider someone else installed (opentelemetry-instrument, the application) is kept:
+  flowscope adds its two processors to it and leaves exporting to its owner.
+- Without OTEL_TRACES_EXPORTER, spans are exported over OTLP only when an OTLP endpoint is
+  configured: local reports need no backend, and a demo must not retry a collector that is
+  not there. The protocol defaults to grpc, as opentelemetry-instrument's does.
+- Export runs on the BatchSpanProcessor's thread (never on the application's), and export
+  failures are counted as dropped spans in :data:`health`.
+- An invalid value gives one warning naming the variable and the value, then a safe default.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import tracemalloc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import sampling
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
+
+from ._aggregator import BottleneckSpanProcessor
+from ._health import health
+from ._operation import settings
+from ._span_store import DEFAULT_CAPACITY, SpanStore
+
+_logger = logging.getLogger("flowscope")
+_lock = threading.Lock()
+_EXPORTERS = ("otlp", "console", "none")
+_PROTOCOLS = ("grpc", "http/protobuf")
+_SAMPLERS = {
+    "always_on": lambda arg: sampling.ALWAYS_ON,
+    "always_off": lambda arg: sampling.ALWAYS_OFF,
+    "traceidratio": lambda arg: sampling.TraceIdRatioBased(arg),
+    "parentbased_always_on": lambda arg: sampling.ParentBased(sampling.ALWAYS_ON),
+    "parentbased_always_off": lambda arg: sampling.ParentBased(sampling.ALWAYS_OFF),
+    "parentbased_traceidratio": lambda arg: sampling.ParentBased(sampling.TraceIdRatioBased(arg)),
+}
+
+
+@dataclass
+class Telemetry:
+    """What :func:`configure` set up."""
+
+    aggregator: BottleneckSpanProcessor
+    span_store: SpanStore
+    tracer_provider: TracerProvider | None
+    exporter: str                      # otlp | console | none | "owner's" (provider not ours)
+    protocol: str | None = None
+    owns_provider: bool = False
+    disabled: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def force_flush(self, timeout_millis: int = 5000) -> bool:
+        """Export what is queued now (e.g. before a short script exits)."""
+        if self.tracer_provider is None:
+            return True
+        return self.tracer_provider.force_flush(timeout_millis)
+
+
+_telemetry: Telemetry | None = None
+
+
+def current_telemetry() -> Telemetry | None:
+    """The :class:`Telemetry` set up by :func:`configure`, or ``None`` before it is called."""
+    return _telemetry
+
+
+def configure(*, service_name: str | None = None, exporter: str | None = None,
+              endpoint: str | None = None, protocol: str | None = None,
+              headers: dict[str, str] | None = None, sampler: str | None = None,
+              sampler_arg: float | None = None, span_store_capacity: int | None = None,
+              memory_profile: str | None = None, instrument: bool = True,
+              tracer_provider: TracerProvider | None = None) -> Telemetry:
+    """Set up flowscope's telemetry once; later calls return the same :class:`Telemetry`.
+
+    Keyword arguments override the corresponding environment variables. ``instrument``
+    also instruments the workflow engine and query counting (:class:`FlowscopeInstrumentor`).
+    ``tracer_provider`` adds flowscope's processors to that provider instead of the global one.
+    """
+    global _telemetry
+    with _lock:
+        if _telemetry is not None:
+            return _telemetry
+        warnings: list[str] = []
+        _configure_memory_profile(memory_profile, warnings)
+        capacity = _int_setting("FLOWSCOPE_SPAN_STORE_SIZE", span_store_capacity, DEFAULT_CAPACITY, warnings)
+        telemetry = Telemetry(BottleneckSpanProcessor(), SpanStore(capacity), None, "none",
+                              warnings=warnings)
+        if _flag("OTEL_SDK_DISABLED"):
+            telemetry.disabled = True
+        else:
+            _attach(telemetry, tracer_provider, service_name, exporter, endpoint, protocol, headers,
+                    sampler, sampler_arg, warnings)
+        _telemetry = telemetry
+    if instrument:
+        from ._instrumentor import FlowscopeInstrumentor
+
+        instrumentor = FlowscopeInstrumentor()
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument()
+    return telemetry
+
+
+def _attach(telemetry: Telemetry, provider: TracerProvider | None, service_name: str | None,
+            exporter: str | None, endpoint: str | None, protocol: str | None,
+            headers: dict[str, str] | None, sampler: str | None, sampler_arg: float | None,
+            warnings: list[str]) -> None:
+    if provider is None:
+        existing = trace.get_tracer_provider()
+        if isinstance(existing, TracerProvider):
+            provider = existing
+            telemetry.exporter = "owner's"
+    if provider is None:
+        resource = Resource.create({"service.name": service_name} if service_name else {})
+        provider = TracerProvider(resource=resource, sampler=_sampler(sampler, sampler_arg, warnings))
+        telemetry.owns_provider = True
+        exporter_name, span_exporter, telemetry.protocol = _exporter(exporter, endpoint, protocol,
+                                                                     headers, warnings)
+        telemetry.exporter = exporter_name
+        provider.add_span_processor(telemetry.aggregator)
+        provider.add_span_processor(telemetry.span_store)
+        if span_exporter is not None:
+            provider.add_span_processor(BatchSpanProcessor(_CountingExporter(span_exporter)))
+        trace.set_tracer_provider(provider)
+    else:
+        provider.add_span_processor(telemetry.aggregator)
+        provider.add_span_processor(telemetry.span_store)
+    telemetry.tracer_provider = provider
+
+
+def _exporter(name: str | None, endpoint: str | None, protocol: str | None,
+              headers: dict[str, str] | None, warnings: list[str]) -> tuple[str, SpanExporter | None, str | None]:
+    env_name = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if name is None:
+        name = env_name.split(",")[0].strip() if env_name else None
+        if name is not None and name not in _EXPORTERS:
+            _warn(warnings, f"OTEL_TRACES_EXPORTER={env_name!r} is not one of {', '.join(_EXPORTERS)}; "
+                            "spans will not be exported (local reports still work)")
+            return "none", None, None
+    elif name not in _EXPORTERS:
+        _warn(warnings, f"exporter={name!r} is not one of {', '.join(_EXPORTERS)}; spans will not be exported")
+        return "none", None, None
+    has_endpoint = endpoint or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT")
+    if name is None:
+        name = "otlp" if has_endpoint else "none"
+    if name == "none":
+        return "none", None, None
+    if name == "console":
+        return "console", ConsoleSpanExporter(), None
+    proto = protocol or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
+    if proto not in _PROTOCOLS:
+        _warn(warnings, f"OTLP protocol {proto!r} (OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL) is not one of "
+                        f"{', '.join(_PROTOCOLS)}; using grpc")
+        proto = "grpc"
+    try:
+        kwargs: dict[str, Any] = {}
+        if endpoint:
+            kwargs["endpoint"] = endpoint if proto == "grpc" else _http_traces_url(endpoint)
+        if headers:
+            kwargs["headers"] = headers
+        if proto == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # type: ignore[assignment]
+        return "otlp", OTLPSpanExporter(**kwargs), proto
+    except Exception as err:
+        _warn(warnings, f"cannot create the OTLP {proto} exporter ({type(err).__name__}: {err}); "
+                        "spans will not be exported (check OTEL_EXPORTER_OTLP_ENDPOINT)")
+        return "none", None, None
+
+
+def _http_traces_url(endpoint: str) -> str:
+    endpoint = endpoint.rstrip("/")
+    return endpoint if endpoint.endswith("/v1/traces") else endpoint + "/v1/traces"
+
+
+def _sampler(name: str | None, arg: float | None, warnings: list[str]) -> sampling.Sampler:
+    variable = "sampler" if name is not None else "OTEL_TRACES_SAMPLER"
+    name = (name or os.environ.get("OTEL_TRACES_SAMPLER") or "parentbased_always_on").strip().lower()
+    if name not in _SAMPLERS:
+        _warn(warnings, f"{variable}={name!r} is not a known sampler ({', '.join(_SAMPLERS)}); "
+                        "using parentbased_always_on")
+        name = "parentbased_always_on"
+    rate = 1.0
+    if name.endswith("traceidratio"):
+        raw = arg if arg is not None else os.environ.get("OTEL_TRACES_SAMPLER_ARG", "1.0")
+        try:
+            rate = float(raw)
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError
+        except (TypeError, ValueError):
+            _warn(warnings, f"OTEL_TRACES_SAMPLER_ARG={raw!r} is not a ratio between 0 and 1; using 1.0")
+            rate = 1.0
+    return _SAMPLERS[name](rate)
+
+
+def _configure_memory_profile(value: str | None, warnings: list[str]) -> None:
+    raw = value if value is not None else os.environ.get("FLOWSCOPE_MEMORY_PROFILE", "off")
+    mode = raw.strip().lower()
+    if mode in ("", "off", "none", "false", "0"):
+        settings.tracemalloc = False
+    elif mode == "tracemalloc":
+        if not tracemalloc.is_tracing():
+            tracemalloc.start()
+        settings.tracemalloc = True
+    else:
+        _warn(warnings, f"FLOWSCOPE_MEMORY_PROFILE={raw!r} is not 'tracemalloc' or 'off'; using off")
+
+
+def _int_setting(variable: str, override: int | None, default: int, warnings: list[str]) -> int:
+    raw: Any = override if override is not None else os.environ.get(variable)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+        if value < 1:
+            raise ValueError
+        return value
+    except (TypeError, ValueError):
+        _warn(warnings, f"{variable}={raw!r} is not a positive integer; using {default}")
+        return default
+
+
+def _flag(variable: str) -> bool:
+    return os.environ.get(variable, "").strip().lower() in ("true", "1", "yes")
+
+
+def _warn(warnings: list[str], message: str) -> None:
+    warnings.append(message)
+    _logger.warning("flowscope: %s", message)
+
+
+class _CountingExporter(SpanExporter):
+    """Delegates to the real exporter; spans in a failed export are counted as dropped."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self.inner.export(spans)
+        except Exception:
+            health.failed("exporting spans")
+            result = SpanExportResult.FAILURE
+        if result is not SpanExportResult.SUCCESS:
+            health.dropped(len(spans))
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)

@@ -1,0 +1,148 @@
+"""Per-operation query tallies, carried in a context variable.
+
+Design decision: every open :func:`flowscope.operation` pushes an ``OperationFrame`` onto a
+``contextvars`` stack (each frame points to its parent). The query listener adds to the
+innermost frame only; a frame adds its totals into its parent when it closes, so counts are
+inclusive of nested operations at a cost paid once per operation, not once per query per
+level. Context variables give the right attribution for threads (each starts empty) and
+asyncio tasks (each gets a copy of its creator's context) with no locking on the query path.
+
+Per statement the frame keeps a count, the time, and a bounded table of parameter-set hashes
+(parameters are hashed, never stored): it is what tells an N+1 pattern (same statement,
+different parameters) from a repeated query (same statement, same parameters).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any
+
+MAX_STATEMENTS_PER_FRAME = 256
+MAX_PARAMETER_SETS_PER_STATEMENT = 64
+OTHER_STATEMENT = "<other statements>"
+
+
+class StatementTally:
+    """One statement's executions inside one operation."""
+
+    __slots__ = ("count", "seconds", "parameter_sets")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self.parameter_sets: dict[int, int] = {}
+
+    @property
+    def distinct_parameter_sets(self) -> int:
+        return len(self.parameter_sets)
+
+    @property
+    def most_identical(self) -> int:
+        """The most executions with one identical parameter set."""
+        return max(self.parameter_sets.values(), default=0)
+
+    def add(self, other: StatementTally) -> None:
+        self.count += other.count
+        self.seconds += other.seconds
+        mine = self.parameter_sets
+        for key, n in other.parameter_sets.items():
+            if key in mine:
+                mine[key] += n
+            elif len(mine) < MAX_PARAMETER_SETS_PER_STATEMENT:
+                mine[key] = n
+
+
+class OperationFrame:
+    """The query tally of one open operation."""
+
+    __slots__ = ("parent", "query_count", "query_seconds", "statements",
+                 "tracemalloc_baseline", "tracemalloc_peak")
+
+    def __init__(self, parent: OperationFrame | None) -> None:
+        self.parent = parent
+        self.query_count = 0
+        self.query_seconds = 0.0
+        self.statements: dict[str, StatementTally] = {}
+        # only with FLOWSCOPE_MEMORY_PROFILE=tracemalloc: traced bytes at the start, and the
+        # highest global peak seen before a nested operation reset it
+        self.tracemalloc_baseline = 0
+        self.tracemalloc_peak = 0
+
+    def record(self, statement: str, seconds: float, parameters: Any) -> None:
+        self.query_count += 1
+        self.query_seconds += seconds
+        tally = self.statements.get(statement)
+        if tally is None:
+            if len(self.statements) >= MAX_STATEMENTS_PER_FRAME:
+                statement = OTHER_STATEMENT
+                tally = self.statements.get(statement)
+            if tally is None:
+                tally = self.statements[statement] = StatementTally()
+        tally.count += 1
+        tally.seconds += seconds
+        key = _parameter_key(parameters)
+        sets = tally.parameter_sets
+        if key in sets:
+            sets[key] += 1
+        elif len(sets) < MAX_PARAMETER_SETS_PER_STATEMENT:
+            sets[key] = 1
+
+    def close_into_parent(self) -> None:
+        """Add this frame's totals into its parent (inclusive counts for nested operations)."""
+        parent = self.parent
+        if parent is None:
+            return
+        parent.query_count += self.query_count
+        parent.query_seconds += self.query_seconds
+        theirs = parent.statements
+        for statement, tally in self.statements.items():
+            existing = theirs.get(statement)
+            if existing is None:
+                existing = theirs[statement] = StatementTally()
+            existing.add(tally)
+
+
+def _parameter_key(parameters: Any) -> int:
+    try:
+        return hash(parameters)  # tuples: SQLite and most DB-API drivers
+    except TypeError:
+        pass
+    try:
+        if isinstance(parameters, dict):  # psycopg and other pyformat drivers
+            return hash(tuple(parameters.values()))
+        if isinstance(parameters, list):  # executemany
+            return hash(tuple(tuple(p) if isinstance(p, (list, tuple)) else repr(p) for p in parameters))
+    except TypeError:
+        pass
+    return hash(repr(parameters))
+
+
+current_frame: contextvars.ContextVar[OperationFrame | None] = contextvars.ContextVar(
+    "flowscope_operation_frame", default=None)
+
+
+# Frames of ended operation spans, waiting for the aggregating processor. The SDK hands
+# processors a read-only copy of the span, so the frame cannot ride on the span object itself;
+# the first flowscope processor pops it from here by span id and attaches it to that copy.
+# Filled only while a processor claims them (``claim_frames``); bounded as a safety net.
+pending_frames: dict[int, OperationFrame] = {}
+MAX_PENDING_FRAMES = 10_000
+
+
+class _FrameClaims:
+    active = 0
+
+
+def claim_frames() -> None:
+    """Called by a processor that will pop ``pending_frames`` in its ``on_end``."""
+    _FrameClaims.active += 1
+
+
+def frames_claimed() -> bool:
+    return _FrameClaims.active > 0
+
+
+def park_frame(span_id: int, frame: OperationFrame) -> None:
+    if len(pending_frames) >= MAX_PENDING_FRAMES:  # spans that never reached our processor
+        pending_frames.clear()
+    pending_frames[span_id] = frame

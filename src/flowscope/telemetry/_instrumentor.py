@@ -1,0 +1,82 @@
+"""``FlowscopeInstrumentor``: every workflow start and action becomes an operation span.
+
+    >>> from flowscope.telemetry import FlowscopeInstrumentor
+    >>> FlowscopeInstrumentor().instrument()
+    >>> execution.perform_action("approve")   # span "DocumentApproval.approve", queries counted
+    >>> FlowscopeInstrumentor().uninstrument()  # everything restored
+
+Registered as the ``flowscope`` ``opentelemetry_instrumentor`` entry point, so
+``opentelemetry-instrument python app.py`` picks it up. Supported versions: see package.py.
+
+Spans: ``<Workflow>.start`` and ``<Workflow>.<action>``, with ``workflow.class``,
+``workflow.execution.id``, ``workflow.step`` (before), ``workflow.action``, ``workflow.step.to``
+and the memory and query attributes of :func:`flowscope.operation`. The span opens before the
+execution is read, so the queries that load it are counted in the action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Any
+
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
+from ..workflows import _runtime
+from . import _attributes as attr
+from ._operation import operation
+from ._queries import install_query_listeners, uninstall_query_listeners
+from .package import _instruments
+
+
+def _traced_start(implementation: Callable[..., Any], session: Any, workflow: Any, *args: Any) -> Any:
+    name = f"{getattr(workflow, '__qualname__', workflow)}.start"
+    with operation(name, **{attr.WORKFLOW_CLASS: _import_path(workflow), attr.ACTION: "start"}) as span:
+        execution = implementation(session, workflow, *args)
+        if span.is_recording():
+            span.set_attributes({attr.EXECUTION_ID: execution.id, attr.STEP_TO: execution.current_step})
+        return execution
+
+
+def _traced_action(implementation: Callable[..., Any], execution: Any, action: str, *args: Any) -> Any:
+    with operation("workflow.action", **{attr.ACTION: action}) as span:
+        if span.is_recording():
+            _describe_action(span, execution, action)
+        return implementation(execution, action, *args)
+
+
+def _describe_action(span: Any, execution: Any, action: str) -> None:
+    try:
+        workflow_class = execution.workflow_class
+        step = execution.current_step
+        class_name = workflow_class.rpartition(":")[2]
+        name = f"{class_name}.{action}"
+        attributes = {attr.OPERATION: name, attr.WORKFLOW_CLASS: workflow_class,
+                      attr.EXECUTION_ID: execution.id, attr.STEP: step}
+        target = execution.workflow_definition.steps.get(step)
+        if target is not None and action in target.actions:
+            attributes[attr.STEP_TO] = target.actions[action]
+        span.update_name(name)
+        span.set_attributes(attributes)
+    except Exception:  # e.g. a detached execution: the action itself reports that, typed
+        pass
+
+
+def _import_path(workflow: Any) -> str:
+    return f"{getattr(workflow, '__module__', '?')}:{getattr(workflow, '__qualname__', workflow)}"
+
+
+class FlowscopeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Instrument flowscope's workflow engine and count queries of every SQLAlchemy engine."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments
+
+    def _instrument(self, **kwargs: Any) -> None:
+        _runtime.start_wrapper = _traced_start
+        _runtime.action_wrapper = _traced_action
+        install_query_listeners()
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        _runtime.start_wrapper = None
+        _runtime.action_wrapper = None
+        uninstall_query_listeners()

@@ -1,0 +1,157 @@
+"""``flowscope.operation``: one span per unit of work, with memory and query attributes.
+
+    >>> with flowscope.operation("import_rows", rows=500) as span:
+    ...     import_rows()
+    >>> @flowscope.operation("nightly_report")
+    ... def nightly_report(): ...
+    >>> @flowscope.operation("fetch")
+    ... async def fetch(): ...
+
+The span is a child of the current span and becomes the current span; it carries
+``workflow.operation`` plus the caller's attributes, and at the end RSS, RSS delta, the rise of
+the process high-water mark, garbage collections, the number and time of database queries
+(inclusive of nested operations), and with ``FLOWSCOPE_MEMORY_PROFILE=tracemalloc`` the
+allocation peak. An exception is recorded on the span, its status set to ERROR, and re-raised
+unchanged. A failure inside flowscope itself is logged once and counted, never raised.
+
+Design decision: a class with ``__slots__`` and explicit ``__enter__``/``__exit__`` instead of
+``contextlib.contextmanager`` (a generator per call costs more than the probes), and the
+context is attached directly instead of through ``trace.use_span``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import tracemalloc
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from .. import __version__
+from . import _attributes as attr
+from ._frames import OperationFrame, current_frame, frames_claimed, park_frame
+from ._health import health
+from ._probes import gc_collections, peak_rss_bytes, rss_bytes
+
+F = TypeVar("F", bound=Callable[..., Any])
+_logger = logging.getLogger("flowscope")
+_tracer = trace.get_tracer("flowscope", __version__)
+
+
+class _Settings:
+    tracemalloc = False
+
+
+settings = _Settings()
+
+
+class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@operation(...)`
+    """Measure a block or a function as one operation span (see the module docstring)."""
+
+    __slots__ = ("name", "attributes", "_span", "_frame", "_frame_token", "_context_token",
+                 "_rss", "_peak", "_gc")
+
+    def __init__(self, name: str, **attributes: Any) -> None:
+        self.name = name
+        self.attributes = attributes
+
+    def __enter__(self) -> Span:
+        parent = current_frame.get()
+        frame = self._frame = OperationFrame(parent)
+        self._frame_token = current_frame.set(frame)
+        attributes = {attr.OPERATION: self.name}
+        if self.attributes:
+            attributes.update(self.attributes)
+        try:
+            span = self._span = _tracer.start_span(self.name, attributes=attributes)
+            self._context_token = otel_context.attach(trace.set_span_in_context(span))
+        except Exception:
+            health.failed("starting an operation span")
+            span = self._span = trace.INVALID_SPAN
+            self._context_token = None
+        if settings.tracemalloc:
+            _start_tracemalloc_window(frame)
+        self._gc = gc_collections()
+        self._peak = peak_rss_bytes()
+        self._rss = rss_bytes()
+        return span
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        rss = rss_bytes()
+        peak = peak_rss_bytes()
+        gcs = gc_collections()
+        frame = self._frame
+        try:
+            current_frame.reset(self._frame_token)
+            span = self._span
+            if span.is_recording():
+                span.set_attributes({
+                    attr.RSS_BYTES: rss,
+                    attr.RSS_DELTA_BYTES: rss - self._rss,
+                    attr.PEAK_INCREASE_BYTES: peak - self._peak,
+                    attr.GC_COLLECTIONS: gcs - self._gc,
+                    attr.QUERY_COUNT: frame.query_count,
+                    attr.QUERY_DURATION_MS: frame.query_seconds * 1000.0,
+                })
+                if settings.tracemalloc:
+                    span.set_attribute(attr.TRACEMALLOC_PEAK_BYTES, _end_tracemalloc_window(frame))
+                if exc is not None:
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                if frames_claimed():
+                    park_frame(span.get_span_context().span_id, frame)
+            frame.close_into_parent()
+            if self._context_token is not None:
+                otel_context.detach(self._context_token)
+            span.end()
+        except Exception:
+            health.failed("ending an operation span")
+
+    async def __aenter__(self) -> Span:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __call__(self, fn: F) -> F:
+        """Use as a decorator: each call of ``fn`` (sync or async) is one operation."""
+        name, attributes = self.name, self.attributes
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with operation(name, **attributes):
+                    return await fn(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with operation(name, **attributes):
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
+def _start_tracemalloc_window(frame: OperationFrame) -> None:
+    if not tracemalloc.is_tracing():
+        return
+    current, peak = tracemalloc.get_traced_memory()
+    if frame.parent is not None:  # keep the parent's peak before resetting the global one
+        frame.parent.tracemalloc_peak = max(frame.parent.tracemalloc_peak, peak)
+    tracemalloc.reset_peak()
+    frame.tracemalloc_baseline = current
+
+
+def _end_tracemalloc_window(frame: OperationFrame) -> int:
+    if not tracemalloc.is_tracing():
+        return 0
+    peak = max(tracemalloc.get_traced_memory()[1], frame.tracemalloc_peak)
+    return max(0, peak - frame.tracemalloc_baseline)

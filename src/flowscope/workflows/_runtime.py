@@ -1,0 +1,237 @@
+"""What the engine does: start executions, list and perform actions, resolve stored references.
+
+Transactions: :func:`start_workflow` and :func:`perform_action` are units of work that COMMIT
+the session on success. On any failure they roll the session back (so pending changes the
+caller had in the same session are discarded too; keep unrelated work in another session),
+and the in-memory execution is expired, reading back exactly what is stored.
+
+    >>> execution = start_workflow(session, DocumentApproval, context={"priority": "high"})
+    >>> execution.available_actions()
+    ['submit_for_review', 'save_draft']
+    >>> execution.perform_action("submit_for_review", user="alice")
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm.attributes import flag_modified
+from sqlalchemy.orm.exc import StaleDataError
+
+from . import _models
+from ._definition import Workflow
+from ._json import checked_json_object
+from .errors import (
+    ActionFailure,
+    DetachedExecutionError,
+    InvalidActionError,
+    NotAWorkflowError,
+    StaleExecutionError,
+    WorkflowClassNotFoundError,
+)
+
+if TYPE_CHECKING:
+    from ._models import WorkflowExecution, WorkflowTransition
+
+# Instrumentation seam. An instrumentor (flowscope.telemetry.FlowscopeInstrumentor) sets these
+# to wrap every start and action: ``wrapper(implementation, *args)`` must call
+# ``implementation(*args)`` and return its result. Module globals, read at call time, so names
+# imported before instrumentation (``from flowscope.workflows import start_workflow``) are
+# instrumented too; ``None`` costs one global lookup.
+start_wrapper: Callable[..., Any] | None = None
+action_wrapper: Callable[..., Any] | None = None
+
+
+def start_workflow(session: Session, workflow: type[Workflow], workflowable: Any = None,
+                   context: dict[str, Any] | None = None, assigned_to: str | None = None) -> WorkflowExecution:
+    """Create and commit a new execution of ``workflow`` at its initial step."""
+    if start_wrapper is not None:
+        return start_wrapper(_start_workflow, session, workflow, workflowable, context, assigned_to)
+    return _start_workflow(session, workflow, workflowable, context, assigned_to)
+
+
+def _start_workflow(session: Session, workflow: type[Workflow], workflowable: Any,
+                    context: dict[str, Any] | None, assigned_to: str | None) -> WorkflowExecution:
+    if not (isinstance(workflow, type) and issubclass(workflow, Workflow) and workflow is not Workflow):
+        raise NotAWorkflowError(workflow)
+    context = checked_json_object(context, "context")
+    execution = _models.WorkflowExecution(
+        workflow_class=workflow.import_path(),
+        current_step=workflow.initial_step,
+        status="completed" if workflow.steps[workflow.initial_step].is_final else "active",
+        context_data=dict(context),
+        assigned_to=assigned_to,
+    )
+    try:
+        if workflowable is not None:
+            execution.workflowable_type, execution.workflowable_id = _reference_to(session, workflowable)
+        session.add(execution)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return execution
+
+
+def resolve_import_path(path: str, execution_id: int | None = None) -> Any:
+    """Import ``module:QualName``; a clear :class:`WorkflowClassNotFoundError` if it is gone."""
+    module_name, _, qualname = path.partition(":")
+    if not module_name or not qualname:
+        raise WorkflowClassNotFoundError(path, "expected 'module:QualName'", execution_id)
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise WorkflowClassNotFoundError(path, f"module {module_name!r} cannot be imported ({err})",
+                                         execution_id) from None
+    for part in qualname.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise WorkflowClassNotFoundError(path, f"module {module_name!r} has no {qualname!r}",
+                                             execution_id) from None
+    return target
+
+
+def resolve_workflow_class(path: str, execution_id: int | None = None) -> type[Workflow]:
+    workflow = resolve_import_path(path, execution_id)
+    if not (isinstance(workflow, type) and issubclass(workflow, Workflow)):
+        raise WorkflowClassNotFoundError(path, "it is no longer a Workflow subclass", execution_id)
+    return workflow
+
+
+def load_workflowable(execution: WorkflowExecution) -> Any:
+    # The session first: reading the columns of a detached, expired execution would raise
+    # SQLAlchemy's DetachedInstanceError instead of the engine's DetachedExecutionError.
+    session = _session_of(execution)
+    if execution.workflowable_type is None:
+        return None
+    cls = resolve_import_path(execution.workflowable_type, execution.id)
+    pk_type = sa_inspect(cls).primary_key[0].type.python_type
+    return session.get(cls, pk_type(execution.workflowable_id))
+
+
+def available_actions(execution: WorkflowExecution, user: str | None = None) -> list[str]:
+    if execution.status != "active":
+        return []
+    definition = execution.workflow_definition
+    actions = definition.actions_at(execution.current_step)
+    if not definition.guards:
+        return actions
+    instance = definition()
+    return [a for a in actions
+            if all(getattr(instance, g)(execution, user) for g in definition.guards.get(a, ()))]
+
+
+def perform_action(execution: WorkflowExecution, action: str, user: str | None = None,
+                   additional_context: dict[str, Any] | None = None) -> WorkflowTransition:
+    """Run ``action``'s handlers, move to its target step, record the transition, commit.
+
+    Raises :class:`InvalidActionError` (nothing written) when the action is unknown or not
+    available, :class:`StaleExecutionError` when another session changed the execution first,
+    and re-raises a handler's exception (with ``err.workflow_action`` attached) after rolling
+    the whole action back.
+    """
+    if action_wrapper is not None:
+        return action_wrapper(_perform_action, execution, action, user, additional_context)
+    return _perform_action(execution, action, user, additional_context)
+
+
+def _perform_action(execution: WorkflowExecution, action: str, user: str | None,
+                    additional_context: dict[str, Any] | None) -> WorkflowTransition:
+    session = _session_of(execution)
+    definition = execution.workflow_definition
+    from_step = execution.current_step
+    available = available_actions(execution, user)
+    if action not in available:
+        raise InvalidActionError(definition.__qualname__, execution.id, action, from_step, available,
+                                 _why_unavailable(definition, execution, action))
+    context = checked_json_object(additional_context, "additional_context")
+    to_step = definition.steps[from_step].actions[action]
+    try:
+        instance = definition()
+        handlers = definition.handlers.get(action, ())
+        for handler in handlers:
+            getattr(instance, handler)(execution, user, context)
+        checked_json_object(execution.context_data, "context_data (as changed by the handlers)")
+        if handlers:
+            # MutableDict sees only top-level changes; a handler may have changed a nested
+            # value in place (context_data["log"].append(...)), which would be silently lost.
+            flag_modified(execution, "context_data")
+        now = _models.utcnow()
+        execution.current_step = to_step
+        execution.updated_at = now
+        if definition.steps[to_step].is_final:
+            execution.status = "completed"
+        transition = _models.WorkflowTransition(
+            execution=execution, from_step=from_step, to_step=to_step, action=action,
+            user=user, at=now, additional_context=dict(context))
+        session.add(transition)
+        session.commit()
+    except StaleDataError:
+        session.rollback()
+        raise StaleExecutionError(definition.__qualname__, execution.id, action) from None
+    except BaseException as err:
+        session.rollback()
+        failure = ActionFailure(definition.__qualname__, execution.id, action, from_step)
+        if not hasattr(err, "workflow_action"):
+            err.workflow_action = failure  # type: ignore[attr-defined]
+            if hasattr(err, "add_note"):  # Python >= 3.11
+                err.add_note(failure.describe())
+        raise
+    return transition
+
+
+def set_status(execution: WorkflowExecution, status: str, expected: str) -> None:
+    session = _session_of(execution)
+    if execution.status != expected:
+        raise InvalidActionError(execution.workflow_definition.__qualname__, execution.id, status,
+                                 execution.current_step, available_actions(execution),
+                                 f"the execution is {execution.status}, not {expected}")
+    try:
+        execution.status = status
+        execution.updated_at = _models.utcnow()
+        session.commit()
+    except StaleDataError:
+        session.rollback()
+        raise StaleExecutionError(execution.workflow_definition.__qualname__, execution.id, status) from None
+    except BaseException:
+        session.rollback()
+        raise
+
+
+def _why_unavailable(definition: type[Workflow], execution: WorkflowExecution, action: str) -> str:
+    if action not in definition.all_actions():
+        return f"{definition.__qualname__} has no action {action!r}"
+    if execution.status != "active":
+        return f"the execution is {execution.status}"
+    if action in definition.actions_at(execution.current_step):
+        return "a guard refused it"
+    return f"step {execution.current_step!r} does not offer it"
+
+
+def _reference_to(session: Session, record: Any) -> tuple[str, str]:
+    try:
+        mapper = sa_inspect(type(record))
+    except Exception:
+        raise TypeError(f"workflowable must be a mapped SQLAlchemy instance, got {type(record).__name__}") from None
+    if len(mapper.primary_key) != 1:
+        raise TypeError(f"workflowable {type(record).__name__} must have a single-column primary key")
+    identity = mapper.primary_key_from_instance(record)[0]
+    if identity is None:
+        session.add(record)
+        session.flush()
+        identity = mapper.primary_key_from_instance(record)[0]
+    cls = type(record)
+    return f"{cls.__module__}:{cls.__qualname__}", str(identity)
+
+
+def _session_of(execution: WorkflowExecution) -> Session:
+    session = object_session(execution)
+    if session is None:
+        identity = sa_inspect(execution).identity
+        raise DetachedExecutionError(identity[0] if identity else None)
+    return session
