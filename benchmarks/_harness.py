@@ -47,26 +47,41 @@ class Samples:
         return self.wall if clock == "wall" else self.cpu
 
 
-def interleave(variants: dict[str, Callable[[], int]], rounds: int,
+@dataclass
+class Variant:
+    """One side of a comparison: ``run`` is timed; ``prepare``/``finish`` run untimed around it."""
+
+    run: Callable[[], int]
+    prepare: Callable[[], None] | None = None
+    finish: Callable[[], None] | None = None
+
+
+def interleave(variants: dict[str, Variant | Callable[[], int]], rounds: int,
                warmup: int = 1, between: Callable[[], None] | None = None) -> Samples:
     """Run each variant once per round, alternating the order; return per-unit samples.
 
-    Each callable runs one chunk of work and returns how many units (spans, queries, actions)
+    Each ``run`` does one chunk of work and returns how many units (spans, queries, actions)
     it did. Both clocks are kept: ``wall`` (``perf_counter``) and ``cpu`` (``process_time``:
     the CPU time of every thread of this process, so the batch exporter's thread is counted,
     while time the machine gave to *other* processes is not). ``between`` runs, untimed,
     after every chunk (e.g. to flush a span queue so each chunk starts from the same state).
     """
-    names = list(variants)
+    table = {name: v if isinstance(v, Variant) else Variant(v) for name, v in variants.items()}
+    names = list(table)
     wall: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
     for r in range(warmup + rounds):
         order = names if r % 2 == 0 else list(reversed(names))
         for name in order:
+            variant = table[name]
+            if variant.prepare is not None:
+                variant.prepare()
             gc.collect()
             w0, c0 = perf_counter(), process_time()
-            units = variants[name]()
+            units = variant.run()
             c1, w1 = process_time(), perf_counter()
+            if variant.finish is not None:
+                variant.finish()
             if between is not None:
                 between()
             if r >= warmup:

@@ -43,6 +43,20 @@ as_postgres() {
     fi
 }
 
+# Run a command that may leave a daemon behind (apt-get's postinst, pg_ctlcluster) with stdin
+# from /dev/null, stdout on stderr and every other inherited descriptor closed. Otherwise the
+# postmaster keeps the caller's pipes open (our saved stdout on fd 3, a CI runner's log pipe)
+# and `$(scripts/start-postgres.sh | tail -n1)` would wait forever for EOF.
+run_detached() {
+    (
+        for fd in /proc/self/fd/*; do
+            fd=${fd##*/}
+            if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+        done
+        exec "$@" </dev/null >&2
+    )
+}
+
 newest_server_version() {
     local bin
     # Glob sorted by version; prints nothing if no server is installed.
@@ -58,8 +72,8 @@ if [ -z "$VERSION" ]; then
     log "PostgreSQL server not found; installing it with apt-get (quietly) ..."
     apt_log=$(mktemp)
     start=$SECONDS
-    if ! { "${SUDO[@]}" apt-get update -qq \
-           && "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+    if ! { run_detached "${SUDO[@]}" apt-get update -qq \
+           && run_detached "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
                 apt-get install -y -qq --no-install-recommends postgresql; } >"$apt_log" 2>&1; then
         cat "$apt_log" >&2
         rm -f "$apt_log"
@@ -90,7 +104,7 @@ fi
 if [ -z "$CLUSTER" ]; then
     CLUSTER=main
     log "no PostgreSQL $VERSION cluster; creating $VERSION/$CLUSTER"
-    "${SUDO[@]}" pg_createcluster "$VERSION" "$CLUSTER" >&2
+    run_detached "${SUDO[@]}" pg_createcluster "$VERSION" "$CLUSTER"
 fi
 PORT=$(cluster_field "$VERSION" "$CLUSTER" 3)
 [ -n "$PORT" ] || die "could not determine the port of cluster $VERSION/$CLUSTER (pg_lsclusters: $(pg_lsclusters -h))"
@@ -105,7 +119,7 @@ case "$status" in
         start=$SECONDS
         # Exit status 2 means "already running" (a race with another starter): fine.
         rc=0
-        "${SUDO[@]}" pg_ctlcluster "$VERSION" "$CLUSTER" start >&2 || rc=$?
+        run_detached "${SUDO[@]}" pg_ctlcluster "$VERSION" "$CLUSTER" start || rc=$?
         if [ "$rc" -ne 0 ] && [ "$rc" -ne 2 ]; then
             logfile=$(cluster_field "$VERSION" "$CLUSTER" 7)
             [ -n "$logfile" ] && [ -r "$logfile" ] && tail -n 20 "$logfile" >&2

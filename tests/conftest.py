@@ -48,12 +48,32 @@ def _reset(engine: Engine, *metadatas) -> None:
         metadata.create_all(engine)
 
 
+@pytest.fixture(scope="session")
+def _postgres_schema_url() -> Iterator[str]:
+    """PostgreSQL URL whose connections use a schema private to this test process.
+
+    Concurrent test runs against one server (developers, helpers) then never drop each
+    other's tables; the schema is dropped at the end of the session.
+    """
+    url = postgres_url()
+    schema = f"flowscope_test_{os.getpid()}"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    separator = "&" if "?" in url else "?"
+    yield f"{url}{separator}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    admin.dispose()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    """A URL of an empty real database: a SQLite file, then PostgreSQL."""
+    """A URL of an empty real database: a SQLite file, then PostgreSQL (a private schema)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'flowscope-test.db'}"
-    return postgres_url()
+    return request.getfixturevalue("_postgres_schema_url")
 
 
 @pytest.fixture

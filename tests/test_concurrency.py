@@ -142,7 +142,7 @@ def test_pausing_a_stale_execution_gets_stale_execution_error(engine):
         with pytest.raises(StaleExecutionError) as info:
             theirs.pause()
 
-    assert info.value.action == "paused"
+    assert info.value.action == "pause"
     assert stored(engine, execution_id) == {"current_step": "claimed", "status": "active", "version": 2}
 
 

@@ -260,7 +260,6 @@ def test_available_actions_are_the_actions_of_the_current_step(engine):
 def test_guard_hides_an_action_from_the_user_it_refuses(engine):
     with Session(engine) as session:
         execution = start_workflow(session, DocumentApproval, assigned_to="alice")
-        execution_id = execution.id
         execution.perform_action("submit", user="alice")
 
         assert execution.available_actions(user="alice") == ["reject"]
@@ -270,7 +269,6 @@ def test_guard_hides_an_action_from_the_user_it_refuses(engine):
 def test_available_actions_on_a_completed_execution_is_empty(engine):
     with Session(engine) as session:
         execution = start_workflow(session, DocumentApproval)
-        execution_id = execution.id
         execution.perform_action("submit")
         execution.perform_action("approve", user="bob")
 

@@ -39,18 +39,21 @@ def exporter_for(protocol: str, phoenix: PhoenixServer) -> SpanExporter:
     return Http(endpoint=phoenix.traces_endpoint)
 
 
-def export_pair(protocol: str, phoenix: PhoenixServer, resource: dict[str, str]) -> tuple[str, str, float]:
+def export_pair(
+    protocol: str, phoenix: PhoenixServer, resource: dict[str, str]
+) -> tuple[str, str, float]:
     """Export parent + child; return (parent span id, child span id, flush end time)."""
     provider = TracerProvider(resource=Resource.create(resource))
     provider.add_span_processor(BatchSpanProcessor(exporter_for(protocol, phoenix)))
     tracer = provider.get_tracer("flowscope.check_phoenix")
-    with tracer.start_as_current_span(
-        f"parent-{protocol}",
-        attributes={"workflow.operation": "x", "workflow.db.query_count": 7, "workflow.memory.delta_bytes": 2**40},
-    ) as parent:
-        with tracer.start_as_current_span(
-            f"child-{protocol}", attributes={"workflow.operation": "x.child", "workflow.db.query_count": 0}
-        ) as child:
+    parent_attributes = {
+        "workflow.operation": "x",
+        "workflow.db.query_count": 7,
+        "workflow.memory.delta_bytes": 2**40,
+    }
+    child_attributes = {"workflow.operation": "x.child", "workflow.db.query_count": 0}
+    with tracer.start_as_current_span(f"parent-{protocol}", attributes=parent_attributes) as parent:
+        with tracer.start_as_current_span(f"child-{protocol}", attributes=child_attributes) as kid:
             pass
     if not provider.force_flush(10_000):
         raise SystemExit(f"{protocol}: force_flush timed out")
@@ -58,7 +61,7 @@ def export_pair(protocol: str, phoenix: PhoenixServer, resource: dict[str, str])
     provider.shutdown()
     return (
         format(parent.get_span_context().span_id, "016x"),
-        format(child.get_span_context().span_id, "016x"),
+        format(kid.get_span_context().span_id, "016x"),
         flushed,
     )
 
@@ -71,7 +74,9 @@ def check(condition: bool, what: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--venv", help="Phoenix venv (default: .venv-phoenix or $FLOWSCOPE_PHOENIX_VENV)")
+    parser.add_argument(
+        "--venv", help="Phoenix venv (default: $FLOWSCOPE_PHOENIX_VENV or .venv-phoenix)"
+    )
     args = parser.parse_args()
 
     with PhoenixServer(args.venv) as phoenix:
@@ -80,8 +85,12 @@ def main() -> None:
 
         for protocol in ("grpc", "http"):
             print(f"\n== OTLP {protocol} ==")
-            parent_id, child_id, flushed = export_pair(protocol, phoenix, {"service.name": f"check-{protocol}"})
-            spans = phoenix.wait_for_spans(min_count=2, predicate=lambda s: s["name"].endswith(f"-{protocol}"))
+            resource = {"service.name": f"check-{protocol}"}
+            parent_id, child_id, flushed = export_pair(protocol, phoenix, resource)
+            suffix = f"-{protocol}"
+            spans = phoenix.wait_for_spans(
+                min_count=2, predicate=lambda s: s["name"].endswith(suffix)
+            )
             print(f"  visible {time.monotonic() - flushed:.2f} s after force_flush returned")
             for span in spans:
                 print(
@@ -91,19 +100,22 @@ def main() -> None:
                 print(f"    attributes={json.dumps(span['attributes'])}")
             by_name = {s["name"]: s for s in spans}
             parent, child = by_name[f"parent-{protocol}"], by_name[f"child-{protocol}"]
-            check(parent["context"]["span_id"] == parent_id, "parent span_id is the OTel id, 16 hex")
+            check(parent["context"]["span_id"] == parent_id, "parent span_id: the OTel id, 16 hex")
             check(child["context"]["span_id"] == child_id, "child span_id is the OTel id")
             check(parent["parent_id"] is None, "root's parent_id is null")
             check(child["parent_id"] == parent_id, "child's parent_id is the parent's span_id")
-            check(child["context"]["trace_id"] == parent["context"]["trace_id"], "one trace_id")
+            same_trace = child["context"]["trace_id"] == parent["context"]["trace_id"]
+            check(same_trace, "one trace_id")
             check(parent["attributes"]["workflow.operation"] == "x", "string attribute, flat key")
             count = parent["attributes"]["workflow.db.query_count"]
             check(count == 7 and type(count) is int, "int attribute comes back as a JSON int")
-            check(parent["attributes"]["workflow.memory.delta_bytes"] == 2**40, "large int exact")
-            check("service.name" not in parent["attributes"], "resource attributes are not returned")
+            big = parent["attributes"]["workflow.memory.delta_bytes"]
+            check(big == 2**40, "large int exact")
+            check("service.name" not in parent["attributes"], "resource attributes not returned")
 
         print("\n== project routing ==")
-        export_pair("http", phoenix, {"service.name": "svc", "openinference.project.name": "flowscope-check"})
+        resource = {"service.name": "svc", "openinference.project.name": "flowscope-check"}
+        export_pair("http", phoenix, resource)
         routed = phoenix.wait_for_spans("flowscope-check", min_count=2)
         check(sorted(s["name"] for s in routed) == ["child-http", "parent-http"],
               "openinference.project.name routes to its own project")

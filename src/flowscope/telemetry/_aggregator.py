@@ -33,6 +33,13 @@ from ._frames import claim_frames, pending_frames
 from ._queries import fingerprint, is_read_statement
 from ._span_store import frame_of
 
+_OPERATION = attr.OPERATION
+_RSS_DELTA_BYTES = attr.RSS_DELTA_BYTES
+_PEAK_INCREASE_BYTES = attr.PEAK_INCREASE_BYTES
+_QUERY_COUNT = attr.QUERY_COUNT
+_QUERY_DURATION_MS = attr.QUERY_DURATION_MS
+_ERROR = StatusCode.ERROR
+
 RELATIVE_ACCURACY = 0.01
 OTHER = "<other>"
 DEFAULT_MAX_OPERATIONS = 2_000
@@ -177,16 +184,29 @@ class BottleneckSpanProcessor(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
+        # Runs on the application's thread for every span: reads are hoisted out of the lock,
+        # attributes are read from one plain-dict copy (see _plain_dict).
         attributes = _plain_dict(span.attributes)
-        name = attributes.get(attr.OPERATION)
-        if name is None or span.end_time is None or span.start_time is None:
+        name = attributes.get(_OPERATION)
+        if name is None:
             return
-        duration_ms = (span.end_time - span.start_time) / 1e6
+        start, end = span.start_time, span.end_time
+        if start is None or end is None:
+            return
+        duration_ms = (end - start) / 1e6
         frame = frame_of(span)
-        if frame is None and span.context is not None:
-            frame = pending_frames.pop(span.context.span_id, None)
-            if frame is not None:
-                span._flowscope_frame = frame  # type: ignore[attr-defined]  # for SpanStore readers
+        if frame is None:
+            context = span.context
+            if context is not None:
+                frame = pending_frames.pop(context.span_id, None)
+                if frame is not None:
+                    span._flowscope_frame = frame  # type: ignore[attr-defined]  # for SpanStore readers
+        failed = span.status.status_code is _ERROR
+        get = attributes.get
+        rss_delta = get(_RSS_DELTA_BYTES, 0)
+        peak_increase = get(_PEAK_INCREASE_BYTES, 0)
+        queries = get(_QUERY_COUNT, 0)
+        query_ms = get(_QUERY_DURATION_MS, 0.0)
         with self._lock:
             acc = self._operations.get(name)
             if acc is None:
@@ -197,14 +217,14 @@ class BottleneckSpanProcessor(SpanProcessor):
                 if acc is None:
                     acc = self._operations[name] = _OperationAccumulator()
             acc.count += 1
-            if span.status.status_code is StatusCode.ERROR:
+            if failed:
                 acc.errors += 1
-            acc.sketch.add(max(duration_ms, 1e-6))
+            acc.sketch.add(duration_ms if duration_ms > 1e-6 else 1e-6)
             acc.duration.add(duration_ms)
-            acc.rss_delta.add(attributes.get(attr.RSS_DELTA_BYTES, 0))
-            acc.peak_increase.add(attributes.get(attr.PEAK_INCREASE_BYTES, 0))
-            acc.queries.add(attributes.get(attr.QUERY_COUNT, 0))
-            acc.query_ms.add(attributes.get(attr.QUERY_DURATION_MS, 0.0))
+            acc.rss_delta.add(rss_delta)
+            acc.peak_increase.add(peak_increase)
+            acc.queries.add(queries)
+            acc.query_ms.add(query_ms)
             if frame is not None and frame.statements:
                 self._add_statements(acc, frame.statements, span)
 

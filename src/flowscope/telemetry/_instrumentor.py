@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from sqlalchemy import inspect as sa_inspect
 
 from ..workflows import _runtime
 from . import _attributes as attr
@@ -33,7 +34,12 @@ def _traced_start(implementation: Callable[..., Any], session: Any, workflow: An
     with operation(name, **{attr.WORKFLOW_CLASS: _import_path(workflow), attr.ACTION: "start"}) as span:
         execution = implementation(session, workflow, *args)
         if span.is_recording():
-            span.set_attributes({attr.EXECUTION_ID: execution.id, attr.STEP_TO: execution.current_step})
+            # Read from the identity key and the class: execution.id / .current_step would
+            # reload the row that the commit just expired (one more query per start).
+            identity = sa_inspect(execution).identity
+            if identity is not None:
+                span.set_attribute(attr.EXECUTION_ID, identity[0])
+            span.set_attribute(attr.STEP_TO, workflow.initial_step)
         return execution
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, TypeDecorator
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.mutable import MutableDict
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -32,6 +32,27 @@ if TYPE_CHECKING:
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every database.
+
+    SQLite has no timezone type and hands back naive datetimes; PostgreSQL hands back aware
+    ones. Values are stored in UTC and always read back aware, so they compare everywhere.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(timezone.utc)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
 
 
 class Base(DeclarativeBase):
@@ -51,8 +72,8 @@ class WorkflowExecution(Base):
     workflowable_type: Mapped[str | None] = mapped_column(String(255))
     workflowable_id: Mapped[str | None] = mapped_column(String(64))
     assigned_to: Mapped[str | None] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
 
     transitions: Mapped[list[WorkflowTransition]] = relationship(
@@ -86,11 +107,11 @@ class WorkflowExecution(Base):
 
     def pause(self) -> None:
         """Set status to paused (no action is available until :meth:`resume`) and commit."""
-        _runtime.set_status(self, "paused", expected="active")
+        _runtime.set_status(self, "pause", "paused", expected="active")
 
     def resume(self) -> None:
         """Set a paused execution back to active and commit."""
-        _runtime.set_status(self, "active", expected="paused")
+        _runtime.set_status(self, "resume", "active", expected="paused")
 
     def __repr__(self) -> str:
         return (f"<WorkflowExecution id={self.id} {self.workflow_class} step={self.current_step!r} "
@@ -108,7 +129,7 @@ class WorkflowTransition(Base):
     to_step: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(100))
     user: Mapped[str | None] = mapped_column(String(255))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     additional_context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     execution: Mapped[WorkflowExecution] = relationship(back_populates="transitions")

@@ -185,10 +185,11 @@ def _perform_action(execution: WorkflowExecution, action: str, user: str | None,
     return transition
 
 
-def set_status(execution: WorkflowExecution, status: str, expected: str) -> None:
+def set_status(execution: WorkflowExecution, operation: str, status: str, expected: str) -> None:
+    """``pause``/``resume``: move status from ``expected`` to ``status`` and commit."""
     session = _session_of(execution)
     if execution.status != expected:
-        raise InvalidActionError(execution.workflow_definition.__qualname__, execution.id, status,
+        raise InvalidActionError(execution.workflow_definition.__qualname__, execution.id, operation,
                                  execution.current_step, available_actions(execution),
                                  f"the execution is {execution.status}, not {expected}")
     try:
@@ -197,7 +198,7 @@ def set_status(execution: WorkflowExecution, status: str, expected: str) -> None
         session.commit()
     except StaleDataError:
         session.rollback()
-        raise StaleExecutionError(execution.workflow_definition.__qualname__, execution.id, status) from None
+        raise StaleExecutionError(execution.workflow_definition.__qualname__, execution.id, operation) from None
     except BaseException:
         session.rollback()
         raise
