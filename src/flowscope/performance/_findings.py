@@ -50,6 +50,8 @@ class StatementObservation:
     spans: int = 1
     trace_id: str = ""
     span_id: str = ""
+    relationship: str | None = None
+    call_site: str | None = None
 
 
 def observations_from_spans(spans: Iterable[ReadableSpan]) -> list[StatementObservation]:
@@ -67,7 +69,8 @@ def observations_from_spans(spans: Iterable[ReadableSpan]) -> list[StatementObse
                 distinct_parameter_sets=tally.distinct_parameter_sets, most_identical=tally.most_identical,
                 total_ms=tally.seconds * 1000.0, span_query_count=frame.query_count,
                 trace_id=f"{context.trace_id:032x}" if context else "",
-                span_id=f"{context.span_id:016x}" if context else "")
+                span_id=f"{context.span_id:016x}" if context else "",
+                relationship=tally.relationship, call_site=tally.call_site)
             key = (obs.operation, obs.fingerprint)
             seen = worst.get(key)
             if seen is None or obs.executions > seen.executions:
@@ -85,7 +88,8 @@ def observations_from_stats(operations: Iterable[OperationStats]) -> list[Statem
             most_identical=fp.max_identical_in_span,
             total_ms=fp.total_ms / max(fp.spans, 1),  # mean per span
             span_query_count=int(op.query_count.mean), spans=fp.spans,
-            trace_id=fp.example_trace_id, span_id=fp.example_span_id)
+            trace_id=fp.example_trace_id, span_id=fp.example_span_id,
+            relationship=fp.relationship, call_site=fp.call_site)
         for op in operations for fp in op.fingerprints
     ]
 
@@ -111,17 +115,24 @@ def _statement_rules(obs: StatementObservation, t: Thresholds) -> list[Recommend
     evidence = dict(fingerprint=obs.fingerprint, executions=obs.executions,
                     distinct_parameter_sets=obs.distinct_parameter_sets, spans=obs.spans,
                     total_ms=round(obs.total_ms, 3), trace_id=obs.trace_id or None,
-                    span_id=obs.span_id or None)
+                    span_id=obs.span_id or None, relationship=obs.relationship, call_site=obs.call_site)
     per_query_ms = obs.total_ms / max(obs.executions, 1)
     if is_read_statement(obs.fingerprint) and obs.executions >= t.n_plus_one and obs.distinct_parameter_sets >= t.n_plus_one:
+        where = f" at {obs.call_site}" if obs.call_site else ""
+        if obs.relationship:
+            cause = f"lazy loads of {obs.relationship}"
+            suggestion = (f"Eager-load the relationship: .options(selectinload({obs.relationship})) on the "
+                          f"query that loads the parent rows (or QueryOptimizer.enable_eager_loading).")
+        else:
+            cause = "one statement"
+            suggestion = ("Load these rows in one query: fetch them with one WHERE ... IN (...) query "
+                          "before the loop, or eager-load the relationship the loop touches.")
         out.append(Recommendation(
             kind="n_plus_one", severity=_scaled(obs.distinct_parameter_sets, t.n_plus_one),
             operation=obs.operation,
-            message=(f"N+1 query pattern in {obs.operation}: one statement ran {obs.executions} times "
-                     f"in a single operation with {obs.distinct_parameter_sets} different parameter sets"),
-            suggestion=("Load these rows in one query: add an eager-loading option "
-                        "(selectinload()/joinedload()) for the relationship the loop touches, or "
-                        "fetch them with one WHERE ... IN (...) query before the loop."),
+            message=(f"N+1 query pattern in {obs.operation}: {cause} ran {obs.executions} queries in a "
+                     f"single operation with {obs.distinct_parameter_sets} different parameter sets{where}"),
+            suggestion=suggestion,
             evidence=Evidence(**evidence),
             estimated_savings=Savings(queries=obs.distinct_parameter_sets - 1,
                                       milliseconds=round(per_query_ms * (obs.distinct_parameter_sets - 1), 3))))

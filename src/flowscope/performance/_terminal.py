@@ -41,8 +41,10 @@ def print_process_report(report: ProcessReport, console: Console, limit: int = 1
         console.print(f"  most memory:        {b.most_memory[0].name} "
                       f"{b.most_memory[0].rss_delta_bytes.maximum / 1024:.0f} KiB RSS growth (max)")
     for operation, fp in b.n_plus_one:
+        via = f" via {fp.relationship}" if fp.relationship else ""
+        at = f" at {fp.call_site}" if fp.call_site else ""
         console.print(f"  N+1 pattern:        {operation}: {fp.max_repeats_in_span}x in one operation "
-                      f"({fp.max_distinct_parameters_in_span} parameter sets)", soft_wrap=True)
+                      f"({fp.max_distinct_parameters_in_span} parameter sets){via}{at}", soft_wrap=True)
         console.print(f"                      {fp.fingerprint}", style="dim", soft_wrap=True)
 
     console.print(f"[bold]Recommendations[/bold] ({len(report.recommendations)})")

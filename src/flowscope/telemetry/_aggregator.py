@@ -78,6 +78,8 @@ class FingerprintStats:
     max_identical_in_span: int          # most executions with identical parameters in one span
     example_trace_id: str               # the span with the most repeats
     example_span_id: str
+    relationship: str | None = None     # "Class.attribute" when ORM lazy loads ran it
+    call_site: str | None = None        # application code that ran it repeatedly
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ class _Running:
 
 class _FingerprintAccumulator:
     __slots__ = ("executions", "seconds", "spans", "max_repeats", "max_distinct", "max_identical",
-                 "example_trace_id", "example_span_id")
+                 "example_trace_id", "example_span_id", "relationship", "call_site")
 
     def __init__(self) -> None:
         self.executions = 0
@@ -146,6 +148,8 @@ class _FingerprintAccumulator:
         self.max_identical = 0
         self.example_trace_id = 0
         self.example_span_id = 0
+        self.relationship: str | None = None
+        self.call_site: str | None = None
 
 
 class _OperationAccumulator:
@@ -247,6 +251,10 @@ class BottleneckSpanProcessor(SpanProcessor):
                 context = span.context
                 fp.example_trace_id = context.trace_id if context else 0
                 fp.example_span_id = context.span_id if context else 0
+            if tally.relationship is not None:
+                fp.relationship = tally.relationship
+            if tally.call_site is not None and fp.call_site is None:
+                fp.call_site = tally.call_site
             fp.max_distinct = max(fp.max_distinct, tally.distinct_parameter_sets)
             fp.max_identical = max(fp.max_identical, tally.most_identical)
 
@@ -324,7 +332,8 @@ def _freeze(name: str, acc: _OperationAccumulator) -> OperationStats:
             fingerprint=key, executions=fp.executions, total_ms=fp.seconds * 1000.0, spans=fp.spans,
             max_repeats_in_span=fp.max_repeats, max_distinct_parameters_in_span=fp.max_distinct,
             max_identical_in_span=fp.max_identical,
-            example_trace_id=f"{fp.example_trace_id:032x}", example_span_id=f"{fp.example_span_id:016x}")
+            example_trace_id=f"{fp.example_trace_id:032x}", example_span_id=f"{fp.example_span_id:016x}",
+            relationship=fp.relationship, call_site=fp.call_site)
          for key, fp in acc.fingerprints.items()),
         key=lambda f: f.total_ms, reverse=True))
     return OperationStats(

@@ -14,8 +14,13 @@ different parameters) from a repeated query (same statement, same parameters).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import os
+import sys
 from typing import Any
+
+import sqlalchemy
 
 MAX_STATEMENTS_PER_FRAME = 256
 MAX_PARAMETER_SETS_PER_STATEMENT = 64
@@ -25,12 +30,14 @@ OTHER_STATEMENT = "<other statements>"
 class StatementTally:
     """One statement's executions inside one operation."""
 
-    __slots__ = ("count", "seconds", "parameter_sets")
+    __slots__ = ("count", "seconds", "parameter_sets", "relationship", "call_site")
 
     def __init__(self) -> None:
         self.count = 0
         self.seconds = 0.0
         self.parameter_sets: dict[int, int] = {}
+        self.relationship: str | None = None   # "Class.attribute" when an ORM lazy load ran it
+        self.call_site: str | None = None      # application code that ran it a second time
 
     @property
     def distinct_parameter_sets(self) -> int:
@@ -44,6 +51,10 @@ class StatementTally:
     def add(self, other: StatementTally) -> None:
         self.count += other.count
         self.seconds += other.seconds
+        if self.relationship is None:
+            self.relationship = other.relationship
+        if self.call_site is None:
+            self.call_site = other.call_site
         mine = self.parameter_sets
         for key, n in other.parameter_sets.items():
             if key in mine:
@@ -55,7 +66,7 @@ class StatementTally:
 class OperationFrame:
     """The query tally of one open operation."""
 
-    __slots__ = ("parent", "query_count", "query_seconds", "statements",
+    __slots__ = ("parent", "query_count", "query_seconds", "statements", "pending_relationship",
                  "tracemalloc_baseline", "tracemalloc_peak")
 
     def __init__(self, parent: OperationFrame | None) -> None:
@@ -63,6 +74,8 @@ class OperationFrame:
         self.query_count = 0
         self.query_seconds = 0.0
         self.statements: dict[str, StatementTally] = {}
+        # set by the ORM listener just before a lazy load's statement runs
+        self.pending_relationship: str | None = None
         # only with FLOWSCOPE_MEMORY_PROFILE=tracemalloc: traced bytes at the start, and the
         # highest global peak seen before a nested operation reset it
         self.tracemalloc_baseline = 0
@@ -80,6 +93,11 @@ class OperationFrame:
                 tally = self.statements[statement] = StatementTally()
         tally.count += 1
         tally.seconds += seconds
+        if self.pending_relationship is not None:
+            tally.relationship = self.pending_relationship
+            self.pending_relationship = None
+        if tally.count == 2 and tally.call_site is None:
+            tally.call_site = application_call_site()   # only statements that repeat pay this
         key = _parameter_key(parameters)
         sets = tally.parameter_sets
         if key in sets:
@@ -100,6 +118,39 @@ class OperationFrame:
             if existing is None:
                 existing = theirs[statement] = StatementTally()
             existing.add(tally)
+
+
+_FLOWSCOPE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_LIBRARY_DIRS = tuple(
+    os.path.join(_FLOWSCOPE_DIR, part) + os.sep for part in ("telemetry", "workflows", "performance")
+) + (os.path.dirname(os.path.abspath(sqlalchemy.__file__)) + os.sep,
+     os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(sqlalchemy.__file__))), "opentelemetry") + os.sep,
+     os.path.abspath(contextlib.__file__))
+
+
+def application_call_site() -> str | None:
+    """``file:line in function`` of the first frame outside SQLAlchemy, OpenTelemetry and
+    flowscope's own machinery (flowscope.examples counts as application code).
+
+    Design decision: walked only when a statement runs for the second time inside one
+    operation, so the cost (~2-5 us per walk) is paid by loops, never by single queries.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_LIBRARY_DIRS) and not filename.startswith("<"):
+            return f"{_short(filename)}:{frame.f_lineno} in {frame.f_code.co_name}"
+        frame = frame.f_back
+    return None
+
+
+def _short(filename: str) -> str:
+    cwd = os.getcwd() + os.sep
+    if filename.startswith(cwd):
+        return filename[len(cwd):]
+    if filename.startswith(_FLOWSCOPE_DIR):
+        return "flowscope" + filename[len(_FLOWSCOPE_DIR):]
+    return filename
 
 
 def _parameter_key(parameters: Any) -> int:

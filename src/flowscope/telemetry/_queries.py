@@ -9,6 +9,8 @@ present and future) that runs the statement through the dialect itself and times
 here: ~1-2 us per query, where a ``before_cursor_execute`` listener switches on the engine's
 whole event path (~5.5 us on a 16 us query) and opentelemetry-instrumentation-sqlalchemy costs
 ~45 us. Outside any operation the listener returns at once and SQLAlchemy executes as usual.
+A ``do_orm_execute`` listener on ``Session`` names the relationship of each ORM lazy load
+(``Class.attribute``, from the loader path) so N+1 findings can say which one to eager-load.
 When opentelemetry-instrumentation-sqlalchemy is also on, its cursor events still fire and its
 query spans nest under the current operation span; the count is taken here only, once.
 """
@@ -23,11 +25,20 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
-from ._frames import current_frame
+from ._frames import OperationFrame, current_frame
+from ._health import health
 
 _installed = False
 _lock = threading.Lock()
+
+
+def _record(frame: OperationFrame, statement: str, seconds: float, parameters: Any) -> None:
+    try:
+        frame.record(statement, seconds, parameters)
+    except Exception:  # telemetry never breaks the query it measures
+        health.failed("recording a query")
 
 
 def _do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool | None:
@@ -38,7 +49,7 @@ def _do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> b
     try:
         context.dialect.do_execute(cursor, statement, parameters, context)
     finally:
-        frame.record(statement, perf_counter() - start, parameters)
+        _record(frame, statement, perf_counter() - start, parameters)
     return True
 
 
@@ -50,7 +61,7 @@ def _do_execute_no_params(cursor: Any, statement: str, context: Any) -> bool | N
     try:
         context.dialect.do_execute_no_params(cursor, statement, context)
     finally:
-        frame.record(statement, perf_counter() - start, None)
+        _record(frame, statement, perf_counter() - start, None)
     return True
 
 
@@ -62,7 +73,7 @@ def _do_executemany(cursor: Any, statement: str, parameters: Any, context: Any) 
     try:
         context.dialect.do_executemany(cursor, statement, parameters, context)
     finally:
-        frame.record(statement, perf_counter() - start, parameters)
+        _record(frame, statement, perf_counter() - start, parameters)
     return True
 
 
@@ -73,6 +84,21 @@ _LISTENERS = (
 )
 
 
+def _on_orm_execute(state: Any) -> None:
+    """Name the relationship of an ORM lazy load, for the statement that runs next."""
+    frame = current_frame.get()
+    if frame is None:
+        return
+    try:
+        if not state.is_select or state.lazy_loaded_from is None:
+            return
+        prop = getattr(state.loader_strategy_path, "prop", None)
+        if prop is not None:
+            frame.pending_relationship = f"{prop.parent.class_.__name__}.{prop.key}"
+    except Exception:
+        health.failed("naming a lazy-loaded relationship")
+
+
 def install_query_listeners() -> None:
     """Count queries of every SQLAlchemy engine inside flowscope operations (idempotent)."""
     global _installed
@@ -81,6 +107,7 @@ def install_query_listeners() -> None:
             return
         for name, fn in _LISTENERS:
             event.listen(Engine, name, fn)
+        event.listen(Session, "do_orm_execute", _on_orm_execute)
         _installed = True
 
 
@@ -91,6 +118,7 @@ def uninstall_query_listeners() -> None:
             return
         for name, fn in _LISTENERS:
             event.remove(Engine, name, fn)
+        event.remove(Session, "do_orm_execute", _on_orm_execute)
         _installed = False
 
 

@@ -1,0 +1,377 @@
+"""Specification of ``flowscope.operation``: one span per unit of work, with exact measurements.
+
+Every assertion is about a real span that went through the real SDK pipeline into flowscope's
+span store (the ``telemetry`` fixture: ``flowscope.configure()`` once, emptied per test). Query
+counts are checked on a SQLite file and on PostgreSQL (``database_url``), memory against real
+allocations that are written to (so the pages are resident), garbage collections against real
+``gc.collect()`` calls. The tracemalloc mode is checked in a subprocess, because ``configure``
+reads FLOWSCOPE_MEMORY_PROFILE once per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode
+from sqlalchemy import Engine, text
+
+import flowscope
+from flowscope.telemetry import _attributes as attr
+from flowscope.telemetry._probes import peak_rss_bytes, rss_bytes
+
+MB = 1_000_000
+
+
+def only_span(telemetry, name: str):
+    spans = telemetry.span_store.by_operation(name)
+    assert len(spans) == 1, f"expected one {name!r} span, got {len(spans)}"
+    return spans[0]
+
+
+def run_queries(conn, n: int) -> None:
+    for i in range(n):
+        conn.execute(text("SELECT :i"), {"i": i}).all()
+
+
+def held_allocation(n: int) -> bytearray:
+    """``n`` bytes, every page written to, so they are resident (not lazily zero-mapped)."""
+    block = bytearray(n)
+    block[::4096] = b"\x01" * len(range(0, n, 4096))
+    return block
+
+
+# --- the span and its attributes ----------------------------------------------------------------
+
+
+def test_operation_span_carries_its_name_and_the_callers_attributes(telemetry):
+    with flowscope.operation("import_rows", rows=500, source="upload.csv"):
+        pass
+
+    span = only_span(telemetry, "import_rows")
+    assert span.name == "import_rows"
+    assert span.attributes[attr.OPERATION] == "import_rows"
+    assert span.attributes["rows"] == 500
+    assert span.attributes["source"] == "upload.csv"
+
+
+def test_operation_span_carries_every_measurement_attribute(telemetry):
+    with flowscope.operation("measured"):
+        pass
+
+    span = only_span(telemetry, "measured")
+    for name in (attr.RSS_BYTES, attr.RSS_DELTA_BYTES, attr.PEAK_INCREASE_BYTES, attr.GC_COLLECTIONS,
+                 attr.QUERY_COUNT, attr.QUERY_DURATION_MS):
+        assert name in span.attributes, name
+    assert span.attributes[attr.RSS_BYTES] > 10 * MB   # a real reading of this process
+    assert span.attributes[attr.QUERY_COUNT] == 0
+
+
+def test_operation_span_is_the_current_span_inside_and_a_child_of_the_callers_span(telemetry):
+    tracer = trace.get_tracer("test")
+    with tracer.start_as_current_span("request") as request:
+        with flowscope.operation("handle") as span:
+            assert trace.get_current_span() is span
+        assert trace.get_current_span() is request
+
+    handle = only_span(telemetry, "handle")
+    assert handle.parent.span_id == request.get_span_context().span_id
+    assert handle.context.trace_id == request.get_span_context().trace_id
+
+
+def test_operation_span_is_ended_when_the_block_exits(telemetry):
+    with flowscope.operation("short") as span:
+        assert span.is_recording()
+    assert not span.is_recording()
+    assert only_span(telemetry, "short").end_time is not None
+
+
+# --- queries ------------------------------------------------------------------------------------
+
+
+def test_seven_queries_inside_an_operation_are_counted_as_seven(telemetry, engine: Engine):
+    with engine.connect() as conn:
+        with flowscope.operation("seven"):
+            run_queries(conn, 7)
+
+    span = only_span(telemetry, "seven")
+    assert span.attributes[attr.QUERY_COUNT] == 7
+    assert span.attributes[attr.QUERY_DURATION_MS] > 0
+
+
+def test_queries_outside_any_operation_are_not_counted_in_it(telemetry, engine: Engine):
+    with engine.connect() as conn:
+        run_queries(conn, 5)
+        with flowscope.operation("two"):
+            run_queries(conn, 2)
+        run_queries(conn, 5)
+
+    assert only_span(telemetry, "two").attributes[attr.QUERY_COUNT] == 2
+
+
+def test_query_duration_is_at_least_the_time_the_database_spent(telemetry, engine: Engine):
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":  # a SQL function that takes 50 ms, as pg_sleep does
+            conn.connection.driver_connection.create_function("pg_sleep", 1, time.sleep)
+        with flowscope.operation("slow_query"):
+            conn.execute(text("SELECT pg_sleep(0.05)")).all()
+
+    span = only_span(telemetry, "slow_query")
+    assert span.attributes[attr.QUERY_COUNT] == 1
+    assert span.attributes[attr.QUERY_DURATION_MS] >= 50
+    assert span.attributes[attr.QUERY_DURATION_MS] <= (span.end_time - span.start_time) / 1e6
+
+
+def test_nested_operations_count_inclusively(telemetry, engine: Engine):
+    with engine.connect() as conn:
+        with flowscope.operation("outer"):
+            run_queries(conn, 1)
+            with flowscope.operation("inner"):
+                run_queries(conn, 4)
+            run_queries(conn, 2)
+
+    outer, inner = only_span(telemetry, "outer"), only_span(telemetry, "inner")
+    assert inner.attributes[attr.QUERY_COUNT] == 4
+    assert outer.attributes[attr.QUERY_COUNT] == 7          # its own 3 + the inner 4
+    assert inner.parent.span_id == outer.context.span_id
+    assert outer.attributes[attr.QUERY_DURATION_MS] >= inner.attributes[attr.QUERY_DURATION_MS]
+
+
+def test_sibling_operations_do_not_share_counts(telemetry, engine: Engine):
+    with engine.connect() as conn:
+        with flowscope.operation("parent"):
+            with flowscope.operation("first"):
+                run_queries(conn, 2)
+            with flowscope.operation("second"):
+                run_queries(conn, 3)
+
+    assert only_span(telemetry, "first").attributes[attr.QUERY_COUNT] == 2
+    assert only_span(telemetry, "second").attributes[attr.QUERY_COUNT] == 3
+    assert only_span(telemetry, "parent").attributes[attr.QUERY_COUNT] == 5
+
+
+# --- memory and garbage collection --------------------------------------------------------------
+
+
+def test_memory_held_at_the_end_shows_as_rss_delta_and_peak_increase(telemetry):
+    # Allocate past the process's earlier high-water mark, so the peak must rise too.
+    headroom = max(0, peak_rss_bytes() - rss_bytes())
+    size = 50 * MB + headroom
+    with flowscope.operation("hold_50mb"):
+        block = held_allocation(size)
+
+    span = only_span(telemetry, "hold_50mb")
+    assert span.attributes[attr.RSS_DELTA_BYTES] >= size - 5 * MB
+    assert span.attributes[attr.PEAK_INCREASE_BYTES] >= 45 * MB
+    assert span.attributes[attr.RSS_BYTES] >= span.attributes[attr.RSS_DELTA_BYTES]
+    del block
+
+
+def test_memory_freed_before_the_end_does_not_show_as_rss_delta(telemetry):
+    with flowscope.operation("transient_50mb"):
+        block = held_allocation(50 * MB)
+        del block
+
+    assert only_span(telemetry, "transient_50mb").attributes[attr.RSS_DELTA_BYTES] < 10 * MB
+
+
+def test_peak_increase_is_zero_when_the_operation_stays_under_an_earlier_peak(telemetry):
+    with flowscope.operation("tiny"):
+        _ = [0] * 10
+
+    assert only_span(telemetry, "tiny").attributes[attr.PEAK_INCREASE_BYTES] == 0
+
+
+def test_garbage_collections_inside_an_operation_are_counted(telemetry):
+    with flowscope.operation("collects"):
+        for _ in range(3):
+            gc.collect()
+
+    assert only_span(telemetry, "collects").attributes[attr.GC_COLLECTIONS] >= 3
+
+
+def test_no_garbage_collection_counts_zero(telemetry):
+    gc.disable()
+    try:
+        with flowscope.operation("no_gc"):
+            pass
+    finally:
+        gc.enable()
+
+    assert only_span(telemetry, "no_gc").attributes[attr.GC_COLLECTIONS] == 0
+
+
+def test_tracemalloc_peak_is_absent_unless_asked_for(telemetry):
+    with flowscope.operation("plain"):
+        pass
+
+    assert attr.TRACEMALLOC_PEAK_BYTES not in only_span(telemetry, "plain").attributes
+
+
+TRACEMALLOC_SCRIPT = textwrap.dedent("""
+    import json
+    import flowscope
+    from flowscope.telemetry import _attributes as attr
+
+    telemetry = flowscope.configure()
+    with flowscope.operation("outer"):
+        transient = bytes(20_000_000)       # allocated and freed inside the outer operation
+        del transient
+        with flowscope.operation("inner"):
+            small = bytes(3_000_000)
+            del small
+    with flowscope.operation("idle"):
+        pass
+    peaks = {s.name: s.attributes.get(attr.TRACEMALLOC_PEAK_BYTES)
+             for s in telemetry.span_store.spans()}
+    print(json.dumps(peaks))
+""")
+
+
+@pytest.fixture(scope="module")
+def tracemalloc_peaks() -> dict[str, int]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "FLOWSCOPE_"))}
+    env.update(FLOWSCOPE_MEMORY_PROFILE="tracemalloc", OTEL_TRACES_EXPORTER="none")
+    done = subprocess.run([sys.executable, "-c", TRACEMALLOC_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_tracemalloc_mode_reports_the_allocation_peak_of_memory_freed_inside(tracemalloc_peaks):
+    assert tracemalloc_peaks["outer"] >= 20_000_000
+
+
+def test_tracemalloc_peak_of_a_nested_operation_is_its_own(tracemalloc_peaks):
+    assert 2_900_000 <= tracemalloc_peaks["inner"] < 20_000_000   # 3 MB, less what was freed first
+
+
+def test_tracemalloc_peak_of_an_idle_operation_is_small(tracemalloc_peaks):
+    assert 0 <= tracemalloc_peaks["idle"] < 1_000_000
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class PaymentDeclined(Exception):
+    pass
+
+
+def test_an_exception_is_recorded_and_re_raised_unchanged(telemetry):
+    error = PaymentDeclined("card 4242 declined")
+    with pytest.raises(PaymentDeclined) as raised:
+        with flowscope.operation("charge"):
+            raise error
+
+    assert raised.value is error
+    span = only_span(telemetry, "charge")
+    assert span.status.status_code is StatusCode.ERROR
+    assert "PaymentDeclined" in span.status.description
+    events = [e for e in span.events if e.name == "exception"]
+    assert len(events) == 1
+    assert events[0].attributes["exception.type"].endswith("PaymentDeclined")
+    assert events[0].attributes["exception.message"] == "card 4242 declined"
+
+
+def test_a_failed_operation_still_reports_its_queries(telemetry, engine: Engine):
+    with engine.connect() as conn:
+        with pytest.raises(PaymentDeclined):
+            with flowscope.operation("half_done"):
+                run_queries(conn, 3)
+                raise PaymentDeclined()
+
+    assert only_span(telemetry, "half_done").attributes[attr.QUERY_COUNT] == 3
+
+
+def test_a_successful_operation_has_no_error_status_and_no_exception_event(telemetry):
+    with flowscope.operation("fine"):
+        pass
+
+    span = only_span(telemetry, "fine")
+    assert span.status.status_code is not StatusCode.ERROR
+    assert not [e for e in span.events if e.name == "exception"]
+
+
+# --- decorator and async forms ------------------------------------------------------------------
+
+
+def test_decorator_on_a_sync_function_makes_one_span_per_call(telemetry, engine: Engine):
+    @flowscope.operation("nightly_report", kind="batch")
+    def nightly_report(conn, n):
+        """Docstring kept."""
+        run_queries(conn, n)
+        return f"{n} rows"
+
+    with engine.connect() as conn:
+        assert nightly_report(conn, 2) == "2 rows"
+        assert nightly_report(conn, 5) == "5 rows"
+
+    assert nightly_report.__name__ == "nightly_report"
+    assert nightly_report.__doc__ == "Docstring kept."
+    spans = telemetry.span_store.by_operation("nightly_report")
+    assert [s.attributes[attr.QUERY_COUNT] for s in spans] == [2, 5]
+    assert all(s.attributes["kind"] == "batch" for s in spans)
+
+
+def test_decorator_on_a_sync_function_records_and_re_raises(telemetry):
+    @flowscope.operation("explodes")
+    def explodes():
+        raise PaymentDeclined("no")
+
+    with pytest.raises(PaymentDeclined):
+        explodes()
+    assert only_span(telemetry, "explodes").status.status_code is StatusCode.ERROR
+
+
+def test_decorator_on_an_async_function_keeps_it_a_coroutine_function(telemetry, engine: Engine):
+    @flowscope.operation("fetch", source="api")
+    async def fetch(conn, n):
+        await asyncio.sleep(0)
+        run_queries(conn, n)
+        await asyncio.sleep(0)
+        return n * 10
+
+    assert asyncio.iscoroutinefunction(fetch)
+    with engine.connect() as conn:
+        assert asyncio.run(fetch(conn, 3)) == 30
+
+    span = only_span(telemetry, "fetch")
+    assert span.attributes[attr.QUERY_COUNT] == 3
+    assert span.attributes["source"] == "api"
+
+
+def test_decorator_on_an_async_function_records_and_re_raises(telemetry):
+    @flowscope.operation("async_explodes")
+    async def explodes():
+        await asyncio.sleep(0)
+        raise PaymentDeclined("async no")
+
+    with pytest.raises(PaymentDeclined, match="async no"):
+        asyncio.run(explodes())
+    span = only_span(telemetry, "async_explodes")
+    assert span.status.status_code is StatusCode.ERROR
+    assert [e.name for e in span.events] == ["exception"]
+
+
+def test_async_with_form_measures_the_block(telemetry, engine: Engine):
+    async def main(conn):
+        async with flowscope.operation("async_block", step="one") as span:
+            assert span.is_recording()
+            run_queries(conn, 4)
+            await asyncio.sleep(0)
+
+    with engine.connect() as conn:
+        asyncio.run(main(conn))
+
+    span = only_span(telemetry, "async_block")
+    assert span.attributes[attr.QUERY_COUNT] == 4
+    assert span.attributes["step"] == "one"
