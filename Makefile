@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
@@ -16,8 +16,15 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/flowscope demo
 
-test: $(STAMP)
-	$(BIN)/python -m pytest
+# Phoenix, the real OTLP receiver of the export tests, lives in its own venv (see the script).
+PHOENIX_VENV ?= $(or $(FLOWSCOPE_PHOENIX_VENV),.venv-phoenix)
+PHOENIX_STAMP := $(PHOENIX_VENV)/.phoenix-installed
+
+$(PHOENIX_STAMP): scripts/install-phoenix.sh
+	PYTHON=$(PYTHON) scripts/install-phoenix.sh $(PHOENIX_VENV)
+
+test: $(STAMP) $(PHOENIX_STAMP)
+	FLOWSCOPE_PHOENIX_VENV=$(abspath $(PHOENIX_VENV)) $(BIN)/python -m pytest
 
 clean:
 	rm -rf $(VENV) .pytest_cache flowscope.db

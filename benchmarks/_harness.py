@@ -122,7 +122,7 @@ def ratio(name: str, samples: Samples, variant: str, baseline: str, *, clock: st
 def print_samples(samples: Samples, unit_name: str, scale: float = 1e6, unit: str = "us") -> None:
     for clock in ("cpu", "wall"):
         for name, values in samples.on(clock).items():
-            print(f"  {clock:<4} {name:<28} per {unit_name}: {describe(values, scale, unit)}")
+            print(f"  {clock:<4} {name:<30} per {unit_name}: {describe(values, scale, unit)}")
 
 
 def describe(samples: Sequence[float], scale: float = 1e6, unit: str = "us") -> str:

@@ -239,10 +239,6 @@ def test_after_end_operation_queries_are_no_longer_attributed_to_it(session: Ses
     assert span.attributes["workflow.db.query_count"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (telemetry/_operation.py): operations ended out of start order restore the context "
-    "with contextvar tokens, so after 'a' then 'b' end, the ended 'a' stays the current span "
-    "and query frame; every later query and span in that context is attributed to it"))
 def test_operations_ended_out_of_start_order_leave_no_operation_current(
         session: Session, telemetry: Telemetry) -> None:
     monitor = Monitor(start_workflow(session, Checkout))
@@ -261,10 +257,6 @@ def test_operations_ended_out_of_start_order_leave_no_operation_current(
     assert span is trace.INVALID_SPAN
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (telemetry/_operation.py): end_operation on another thread than start_operation fails "
-    "to reset the contextvar token, so the span is never ended (end_operation returns zeros) "
-    "and the starting thread keeps it as its current operation"))
 def test_end_operation_on_another_thread_ends_the_span(session: Session, telemetry: Telemetry) -> None:
     monitor = Monitor(start_workflow(session, Checkout))
 
@@ -276,6 +268,8 @@ def test_end_operation_on_another_thread_ends_the_span(session: Session, telemet
         worker.join()
         return out
 
+    # In a copy of the context: the starting context keeps the operation current (it cannot be
+    # restored from another thread), and that must not spill into other tests.
     [metrics] = contextvars.copy_context().run(start_here_end_there)
 
     assert len(spans_named(telemetry, "handed_over")) == 1

@@ -184,6 +184,8 @@ def test_memory_freed_before_the_end_does_not_show_as_rss_delta(telemetry):
 
 
 def test_peak_increase_is_zero_when_the_operation_stays_under_an_earlier_peak(telemetry):
+    earlier_peak = held_allocation(40 * MB)  # the high-water mark is now 40 MB above RSS
+    del earlier_peak
     with flowscope.operation("tiny"):
         _ = [0] * 10
 

@@ -49,3 +49,117 @@ def _console() -> Console:
     """Rich console; wide enough for the report's tables when output is piped or logged."""
     console = Console()
     return console if console.is_terminal else Console(width=160)
+
+
+# -- benchmarking and load testing (issue 4) ------------------------------------------------------
+
+@main.command()
+@click.argument("targets", nargs=-1, required=True, metavar="MODULE:FUNCTION...")
+@click.option("--iterations", "-i", type=int, default=20, show_default=True, metavar="N",
+              help="Samples kept per function (at least 2 to compare).")
+@click.option("--warmup", type=int, default=2, show_default=True, metavar="N", help="Rounds discarded first.")
+@click.option("--min-time", type=float, default=0.005, show_default=True, metavar="SECONDS",
+              help="Shortest sample; fast functions are looped until a sample lasts this long.")
+@click.option("--clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
+              help="wall: elapsed time (includes database waits); cpu: this process's CPU time "
+                   "(ignores other processes on a busy machine).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap interval.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="Also write the result (every sample) as JSON.")
+@click.option("--compare-to", "saved_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="A result saved with --json earlier: say what changed since, per function.")
+def bench(targets: tuple[str, ...], iterations: int, warmup: int, min_time: float, clock: str, seed: int,
+          json_path: str | None, saved_path: str | None) -> None:
+    """Time zero-argument functions and compare each with the first (Mann-Whitney U test).
+
+    \b
+    $ flowscope bench mymodule:encode_json mymodule:encode_msgpack --json bench.json
+    $ flowscope bench mymodule:encode_json mymodule:encode_msgpack --compare-to bench.json
+    """
+    from .performance import BenchmarkError, ComparisonResult, compare
+    from .performance._bench_terminal import print_comparison, print_result_comparison
+    from .performance._targets import callable_target
+
+    try:
+        functions = {target: callable_target(target, from_current_directory=True) for target in targets}
+        saved = ComparisonResult.load(saved_path) if saved_path else None
+        result = compare(functions, iterations=iterations, warmup=warmup, min_time=min_time, clock=clock,
+                         seed=seed)
+        change = result.compare_to(saved) if saved is not None else None
+    except BenchmarkError as err:
+        raise _UserError(str(err)) from None
+    except OSError as err:
+        raise _UserError(f"--compare-to: {err}") from None
+    console = _console()
+    print_comparison(result, console)
+    if change is not None:
+        print_result_comparison(change, console)
+    if json_path:
+        _write_json(json_path, result.to_json(), console)
+
+
+@main.command("load-test")
+@click.argument("target", metavar="MODULE:WORKFLOW_CLASS")
+@click.option("--concurrency", "-c", type=int, default=10, show_default=True, metavar="N",
+              help="Executions running at once.")
+@click.option("--operations", "-n", type=int, default=5, show_default=True, metavar="N",
+              help="Actions each execution performs at most.")
+@click.option("--processes", is_flag=True, help="Run executions in worker processes (past the GIL).")
+@click.option("--workers", type=int, default=None, metavar="N",
+              help="Worker processes with --processes [default: one per CPU].")
+@click.option("--database-url", default=None, metavar="URL",
+              help="SQLAlchemy URL [default: a temporary SQLite file, removed afterwards].")
+@click.option("--policy", type=click.Choice(["first", "random"]), default="first", show_default=True,
+              help="Which available action each execution performs.")
+@click.option("--user", default="load-test", show_default=True, help="The user performing the actions.")
+@click.option("--seed", type=int, default=None, help="Seed of the random policy [default: chosen and reported].")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="Also write the result as JSON.")
+def load_test_command(target: str, concurrency: int, operations: int, processes: bool, workers: int | None,
+                      database_url: str | None, policy: str, user: str, seed: int | None,
+                      json_path: str | None) -> None:
+    """Run many executions of a workflow class at once: throughput, latency, errors.
+
+    \b
+    $ flowscope load-test flowscope.examples:DocumentApproval -c 10 -n 5
+    $ flowscope load-test myapp.workflows:Onboarding -c 40 --processes --database-url postgresql+psycopg://...
+
+    Ctrl-C stops early and still prints what was measured (exit status 130).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .performance import BenchmarkError, LoadProgress, load_test
+    from .performance._bench_terminal import print_load_test
+    from .performance._targets import workflow_class
+
+    console = _console()
+    try:
+        workflow = workflow_class(target, from_current_directory=True)
+        with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("operations"), TextColumn("{task.fields[errors]} errors"), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task(f"load-testing {workflow.__qualname__}", total=concurrency * max(operations, 0),
+                                errors=0)
+
+            def advance(state: LoadProgress) -> None:
+                bar.update(task, completed=state.done, errors=state.errors)
+
+            result = load_test(workflow, concurrent_executions=concurrency, operations_per_execution=operations,
+                               mode="processes" if processes else "threads", database_url=database_url,
+                               action_policy=policy, seed=seed, workers=workers, user=user, progress=advance)
+    except BenchmarkError as err:
+        raise _UserError(str(err)) from None
+    print_load_test(result, console)
+    if json_path:
+        _write_json(json_path, result.to_json(), console)
+    if result.interrupted:
+        raise SystemExit(130)
+
+
+def _write_json(path: str, text: str, console: Console) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(text + "\n")
+    except OSError as err:
+        raise _UserError(f"--json: cannot write {path}: {err}") from None
+    console.print(f"wrote {path}", style="dim")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,7 @@ from .examples import (
     seed_products,
 )
 from .performance import ProcessReport, print_process_report, process_report
+from .performance.optimizations import AutoOptimizationResult, PerformanceOptimizer
 from .telemetry import configure
 from .workflows import (
     DEFAULT_DATABASE_URL,
@@ -63,7 +64,10 @@ from .workflows import (
 )
 
 __all__ = ["ActionTiming", "DatabaseURLError", "DemoResult", "WorkflowRun", "open_database", "print_demo",
-           "run_demo"]
+           "representative_operation", "run_demo"]
+
+
+OPTIMIZATION_RUN_EXECUTIONS = 20   # onboardings per before/after measurement of the optimization loop
 
 
 class DatabaseURLError(ValueError):
@@ -134,6 +138,8 @@ class DemoResult:
     total_seconds: float
     workflows: tuple[WorkflowRun, ...] = field(default_factory=tuple)
     report: ProcessReport | None = None   # flowscope's measurements of this run
+    # the optimization loop: auto_optimize() on ``report``'s findings, onboarding run again
+    optimization: AutoOptimizationResult | None = None
 
     def workflow(self, name: str) -> WorkflowRun:
         """The run of the workflow class called ``name``."""
@@ -202,13 +208,59 @@ def run_demo(database_url: str = DEFAULT_DATABASE_URL, executions_per_workflow: 
             _run(engine, EmployeeOnboarding, Employee,
                  [(i, _onboarding_path(index)) for index, i in enumerate(employee_ids)]),
         )
+        total_seconds = time.perf_counter() - started
+        report = process_report(telemetry.aggregator)
+        optimization = _optimize(engine, min(n, OPTIMIZATION_RUN_EXECUTIONS), seed)
     finally:
         engine.dispose()
     return DemoResult(
         database_url=engine.url.render_as_string(hide_password=True), dialect=engine.dialect.name,
         executions_per_workflow=n, seed=seed, removed_executions=removed, setup_seconds=setup_seconds,
-        total_seconds=time.perf_counter() - started, workflows=runs,
-        report=process_report(telemetry.aggregator))
+        total_seconds=total_seconds, workflows=runs, report=report, optimization=optimization)
+
+
+def representative_operation(engine: Engine, workflow: type[Workflow] = EmployeeOnboarding,
+                             executions: int = 1, seed: int = 0) -> Callable[[], WorkflowRun]:
+    """A callable that runs ``executions`` new executions of an example workflow along the demo's
+    paths, each on a freshly seeded record in its own session, as the demo does.
+
+    The optimizers measure it before and after a fix. Every call seeds new records with the
+    same ``seed``, so two calls do the same work (same roles, same order sizes) on cold
+    sessions: the difference between their measurements is the fix, not a warm identity map.
+    The example tables must exist (``create_example_schema``).
+    """
+    if workflow not in EXAMPLE_WORKFLOWS:
+        raise ValueError(f"{getattr(workflow, '__qualname__', workflow)!r} is not one of the example workflows "
+                         f"({', '.join(w.__qualname__ for w in EXAMPLE_WORKFLOWS)})")
+
+    def run() -> WorkflowRun:
+        rng = random.Random(seed)
+        with Session(engine) as session:
+            if workflow is EmployeeOnboarding:
+                model: type[Any] = Employee
+                plans = [(e.id, _onboarding_path(i)) for i, e in enumerate(seed_employees(session, executions, rng))]
+            elif workflow is OrderFulfillment:
+                model = Order
+                plans = [(o.id, _order_path(i)) for i, o in enumerate(seed_orders(session, executions, rng))]
+            else:
+                model = Document
+                plans = [(d.id, _document_path(i, d.author))
+                         for i, d in enumerate(seed_documents(session, executions, rng))]
+            session.commit()
+        return _run(engine, workflow, model, plans)
+
+    return run
+
+
+def _optimize(engine: Engine, executions: int, seed: int) -> AutoOptimizationResult:
+    """The optimization loop: auto_optimize on the demo's measurements, the onboarding workflow
+    run again before and after; the fixes are turned off again afterwards (the process is left
+    as it was, e.g. for tests that run the demo and then look for the N+1 themselves)."""
+    optimizer = PerformanceOptimizer()
+    try:
+        return optimizer.auto_optimize(representative_operation(engine, EmployeeOnboarding, executions, seed))
+    finally:
+        optimizer.revert()
 
 
 def _reset(engine: Engine) -> int:
@@ -308,9 +360,47 @@ def print_demo(result: DemoResult, console: Console) -> None:
     console.print(summary)
     if result.report is not None:
         print_process_report(result.report, console)
+    if result.optimization is not None:
+        _print_optimization(result.optimization, console)
     console.print(f"{sum(r.executions for r in result.workflows)} executions, "
                   f"{sum(r.transitions for r in result.workflows)} transitions in "
                   f"{result.total_seconds:.2f} s (setup {result.setup_seconds:.2f} s).")
+
+
+def _print_optimization(result: AutoOptimizationResult, console: Console) -> None:
+    """The optimization loop: what auto_optimize applied, then the same workflow measured again."""
+    console.print("[bold]Optimization loop[/bold] (PerformanceOptimizer().auto_optimize(), "
+                  "then the same workflow run again)")
+    if not result.applied:
+        console.print(f"  nothing applied: {result.note or 'no finding justified a fix'}", style="dim")
+    for fix in result.applied:
+        console.print(f"  applied: {fix.kind} {fix.target}: {fix.detail} (because of {fix.because})", soft_wrap=True)
+    for skipped in result.not_applied:
+        console.print(f"  not applied: {skipped.kind} in {skipped.operation}: {skipped.reason}", style="dim",
+                      soft_wrap=True)
+    if result.before is None or result.after is None:
+        return
+    table = Table(title="Measured before and after the fixes: the same workflow run again on new records "
+                        "(means per operation)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("Operation", no_wrap=True)
+    for header in ("Count", "Queries/op before", "Queries/op after", "ms/op before", "ms/op after"):
+        table.add_column(header, justify="right")
+    for before in result.before.operations:
+        after = result.after.operation(before.operation)
+        table.add_row(before.operation, str(before.count), f"{before.queries_per_operation:.1f}",
+                      f"{after.queries_per_operation:.1f}" if after else "-", f"{before.ms_per_operation:.2f}",
+                      f"{after.ms_per_operation:.2f}" if after else "-")
+    console.print(table)
+    for fix in result.applied:
+        if fix.kind != "eager_loading":
+            continue
+        operation = fix.because.removeprefix("n_plus_one in ")
+        before_q, after_q = result.queries_per_operation(operation)
+        if before_q is not None and after_q is not None:
+            console.print(f"  {operation}: {before_q:.1f} queries/op before, {after_q:.1f} after "
+                          f"(eager loading {fix.target}); whole run {result.before.queries} -> "
+                          f"{result.after.queries} queries.", soft_wrap=True)
+    console.print("  (the fixes are turned off again at the end of the demo)", style="dim")
 
 
 def _ms(seconds: float) -> str:

@@ -15,3 +15,41 @@ from ._terminal import print_process_report
 
 __all__ = ["Monitor", "OperationMetrics", "PerformanceReport", "ProcessReport", "Thresholds",
            "UnknownOperationError", "print_process_report", "process_report"]
+
+# Benchmarking and load testing (issue 4): Benchmark, compare(), load_test(), memory_stress_test().
+from ._bench_errors import (
+    BenchmarkError,
+    ImportTargetError,
+    InvalidBenchmarkError,
+    InvalidLoadParameterError,
+    InvalidPolicyError,
+    LoadTestDatabaseError,
+    LoadTestSetupError,
+    NoInitialActionError,
+    NotAWorkflowClassError,
+    NotPicklableError,
+)
+from ._benchmark import Benchmark
+from ._compare import (
+    ComparisonResult,
+    ResultComparison,
+    Sample,
+    SubjectResult,
+    benchmark_operation,
+    compare,
+    compare_saved,
+)
+from ._load_result import ErrorGroup, LatencyStats, LoadProgress, LoadTestResult, WorkerSummary
+from ._load_test import load_test
+from ._memory_stress import MemoryStressResult, memory_stress_test
+from ._policies import ActionPolicy, CallablePolicy, FirstAvailable, RandomAvailable
+from ._statistics import Significance
+
+__all__ += [
+    "ActionPolicy", "Benchmark", "BenchmarkError", "CallablePolicy", "ComparisonResult", "ErrorGroup",
+    "FirstAvailable", "ImportTargetError", "InvalidBenchmarkError", "InvalidLoadParameterError",
+    "InvalidPolicyError", "LatencyStats", "LoadProgress", "LoadTestDatabaseError", "LoadTestResult",
+    "LoadTestSetupError", "MemoryStressResult", "NoInitialActionError", "NotAWorkflowClassError",
+    "NotPicklableError", "RandomAvailable", "ResultComparison", "Sample", "Significance", "SubjectResult",
+    "WorkerSummary", "benchmark_operation", "compare", "compare_saved", "load_test", "memory_stress_test",
+]

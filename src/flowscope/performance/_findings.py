@@ -13,13 +13,14 @@ fingerprint only the innermost observation (the span with the fewest queries) is
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from opentelemetry.sdk.trace import ReadableSpan
 
 from ..telemetry import _attributes as attr
 from ..telemetry import OperationStats, fingerprint, frame_of
+from ..telemetry._frames import StatementTally
 from ..telemetry._queries import is_read_statement
 from .optimizations._recommendation import Evidence, Recommendation, Savings
 
@@ -33,7 +34,12 @@ class Thresholds:
     slow_query_ms: float = 100.0        # one statement's mean time
     high_query_count: int = 50          # queries in one operation
     slow_operation_ms: float = 250.0    # one operation's duration (p95 for statistics)
-    memory_growth_bytes: int = 20 * 1024 * 1024   # RSS growth in one operation
+    memory_growth_bytes: int = 20 * 1024 * 1024   # RSS growth in one operation (or across an execution's)
+    # optimizations/ (QueryOptimizer, MemoryOptimizer): see docs/recommendations.md
+    missing_index_min_rows: int = 1000            # a full scan of a smaller table is the right plan
+    large_context_bytes: int = 64 * 1024          # an execution's context_data, as stored JSON
+    history_length: int = 200                     # transitions of one execution
+    memory_trend_operations: int = 3              # operations needed to call RSS growth a trend
 
 
 @dataclass(frozen=True)
@@ -63,9 +69,9 @@ def observations_from_spans(spans: Iterable[ReadableSpan]) -> list[StatementObse
         if frame is None or operation is None:
             continue
         context = span.context
-        for statement, tally in frame.statements.items():
+        for key, tally in tallies_by_fingerprint(frame.statements).items():
             obs = StatementObservation(
-                operation=str(operation), fingerprint=fingerprint(statement), executions=tally.count,
+                operation=str(operation), fingerprint=key, executions=tally.count,
                 distinct_parameter_sets=tally.distinct_parameter_sets, most_identical=tally.most_identical,
                 total_ms=tally.seconds * 1000.0, span_query_count=frame.query_count,
                 trace_id=f"{context.trace_id:032x}" if context else "",
@@ -78,6 +84,43 @@ def observations_from_spans(spans: Iterable[ReadableSpan]) -> list[StatementObse
             else:
                 worst[key] = _with_spans(seen, seen.spans + 1)
     return list(worst.values())
+
+
+@dataclass
+class FingerprintTally:
+    """One fingerprint's executions inside one span, over every raw statement it normalizes."""
+
+    count: int = 0
+    seconds: float = 0.0
+    distinct_parameter_sets: int = 0
+    most_identical: int = 0
+    relationship: str | None = None
+    call_site: str | None = None
+
+
+def tallies_by_fingerprint(statements: Mapping[str, StatementTally]) -> dict[str, FingerprintTally]:
+    """Group one span's raw statements by fingerprint.
+
+    Raw statements that differ only in inlined literals (or IN-list lengths) are one statement
+    run ``sum(count)`` times in the span: an N+1 pattern, not several statements run once each.
+    Their parameter sets are disjoint (other literals are other parameters), so distinct sets
+    add up; identical repeats can only be identical within one raw statement, so they take the max.
+    """
+    grouped: dict[str, FingerprintTally] = {}
+    for statement, tally in statements.items():
+        key = fingerprint(statement)
+        g = grouped.get(key)
+        if g is None:
+            g = grouped[key] = FingerprintTally()
+        g.count += tally.count
+        g.seconds += tally.seconds
+        g.distinct_parameter_sets += tally.distinct_parameter_sets
+        g.most_identical = max(g.most_identical, tally.most_identical)
+        if g.relationship is None:
+            g.relationship = tally.relationship
+        if g.call_site is None:
+            g.call_site = tally.call_site
+    return grouped
 
 
 def observations_from_stats(operations: Iterable[OperationStats]) -> list[StatementObservation]:

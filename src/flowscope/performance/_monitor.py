@@ -23,13 +23,14 @@ from typing import Any, TypeVar
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
+from sqlalchemy import func, select
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import object_session
 
 from ..telemetry import _attributes as attr
 from ..telemetry import configure, frame_of, operation, operation_spans
 from ..telemetry._probes import peak_rss_bytes, rss_bytes
-from ..telemetry._queries import fingerprint
-from ..workflows import WorkflowExecution
+from ..workflows import WorkflowExecution, WorkflowTransition
 from . import _findings
 from ._report import (
     Bottleneck,
@@ -78,13 +79,13 @@ class Monitor:
         if identity is None:
             raise ValueError("Monitor needs a persisted execution (start_workflow() commits one)")
         self.execution_id: int = identity[0]
+        self._workflow_class: str = workflow_execution.workflow_class
         self._open: dict[int, operation] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
     def _attributes(self) -> dict[str, Any]:
-        return {attr.EXECUTION_ID: self.execution_id,
-                attr.WORKFLOW_CLASS: self.execution.workflow_class}
+        return {attr.EXECUTION_ID: self.execution_id, attr.WORKFLOW_CLASS: self._workflow_class}
 
     def monitor_operation(self, name: str, fn: Callable[..., T] | None = None, *args: Any, **kwargs: Any) -> Any:
         """Context manager (``with monitor.monitor_operation(name):``), or with ``fn``: call it
@@ -149,11 +150,21 @@ class Monitor:
         raise ValueError(f"unknown export format {format!r}; use 'json' or 'csv'")
 
     def _summary(self, metrics: list[OperationMetrics]) -> ExecutionSummary:
+        """Read fresh from the database when the execution still has a session (one row and a
+        COUNT, never the whole history); from the last loaded state once it is detached."""
         execution = self.execution
+        session = object_session(execution)
+        if session is not None:
+            current_step, status = execution.current_step, execution.status
+            transitions: int | None = session.scalar(
+                select(func.count()).where(WorkflowTransition.execution_id == self.execution_id))
+        else:
+            state = sa_inspect(execution).dict
+            current_step, status, transitions = state.get("current_step", "?"), state.get("status", "?"), None
         return ExecutionSummary(
-            execution_id=self.execution_id, workflow_class=execution.workflow_class,
-            current_step=execution.current_step, status=execution.status, operations=len(metrics),
-            errors=sum(1 for m in metrics if m.error), transitions=len(execution.transitions))
+            execution_id=self.execution_id, workflow_class=self._workflow_class,
+            current_step=current_step, status=status, operations=len(metrics),
+            errors=sum(1 for m in metrics if m.error), transitions=transitions)
 
 
 def _metrics(span: ReadableSpan) -> OperationMetrics:
@@ -215,8 +226,8 @@ def _database(spans: list[ReadableSpan], metrics: list[OperationMetrics],
         if frame is None:
             continue
         name = str((span.attributes or {}).get(attr.OPERATION, span.name))
-        for statement, tally in frame.statements.items():
-            h = hotspots.setdefault((name, fingerprint(statement)), [0, 0.0, 0])
+        for key, tally in _findings.tallies_by_fingerprint(frame.statements).items():
+            h = hotspots.setdefault((name, key), [0, 0.0, 0])
             h[0] += tally.count
             h[1] += tally.seconds * 1000.0
             h[2] = max(h[2], tally.count)

@@ -39,7 +39,7 @@ class ExecutionSummary:
     status: str
     operations: int
     errors: int
-    transitions: int
+    transitions: int | None      # None when the report was built after the session closed
 
 
 @dataclass(frozen=True)

@@ -29,3 +29,9 @@ __all__ = [
     "TelemetryHealth", "configure", "current_telemetry", "fingerprint", "frame_of", "health",
     "install_query_listeners", "operation", "operation_spans", "uninstall_query_listeners",
 ]
+
+# Metrics next to the spans, and instrumentation with no code change (FLOWSCOPE_AUTO_INSTRUMENT).
+from ._metrics import METRICS, MetricSpec, MetricsSpanProcessor  # noqa: E402
+from ._autoinstrument import install as auto_instrument  # noqa: E402
+
+__all__ += ["METRICS", "MetricSpec", "MetricsSpanProcessor", "auto_instrument"]

@@ -7,8 +7,10 @@
 
 Honoured: OTEL_SDK_DISABLED, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_EXPORTER
 (otlp | console | none), OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT / _PROTOCOL (grpc,
-http/protobuf) / _HEADERS / _TIMEOUT, OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG; and
-flowscope's own FLOWSCOPE_MEMORY_PROFILE (tracemalloc | off) and FLOWSCOPE_SPAN_STORE_SIZE.
+http/protobuf) / _HEADERS / _TIMEOUT, OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG;
+OTEL_METRICS_EXPORTER (otlp | console | none) with OTEL_EXPORTER_OTLP_[METRICS_]* for the
+metrics of :mod:`._metrics`; and flowscope's own FLOWSCOPE_MEMORY_PROFILE (tracemalloc | off)
+and FLOWSCOPE_SPAN_STORE_SIZE.
 
 Design decisions:
 - A TracerProvider someone else installed (opentelemetry-instrument, the application) is kept:
@@ -19,6 +21,10 @@ Design decisions:
 - Export runs on the BatchSpanProcessor's thread (never on the application's), and export
   failures are counted as dropped spans in :data:`health`.
 - An invalid value gives one warning naming the variable and the value, then a safe default.
+- Metrics (:mod:`._metrics`) are exported only when OTEL_METRICS_EXPORTER asks for it or a
+  MeterProvider is already installed; with them off nothing is added to the span path.
+- An OTLP exporter flowscope created that cannot reach its endpoint gives one warning per
+  signal (:mod:`._export`) instead of the exporter's own log line per retry and batch.
 """
 
 from __future__ import annotations
@@ -43,7 +49,9 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from ._aggregator import BottleneckSpanProcessor
+from ._export import destination_of, quiet_exporter_logs, report_export_failure
 from ._health import health
+from ._metrics import MetricsSpanProcessor, setup_metrics
 from ._operation import settings
 from ._span_store import DEFAULT_CAPACITY, SpanStore
 
@@ -73,12 +81,22 @@ class Telemetry:
     owns_provider: bool = False
     disabled: bool = False
     warnings: list[str] = field(default_factory=list)
+    metrics_exporter: str = "none"     # otlp | console | none | "owner's" (MeterProvider not ours)
+    meter_provider: Any = None         # the SDK MeterProvider metrics go to, None when metrics are off
+    metrics: MetricsSpanProcessor | None = None
 
     def force_flush(self, timeout_millis: int = 5000) -> bool:
         """Export what is queued now (e.g. before a short script exits)."""
-        if self.tracer_provider is None:
-            return True
-        return self.tracer_provider.force_flush(timeout_millis)
+        flushed = True
+        if self.tracer_provider is not None:
+            flushed = self.tracer_provider.force_flush(timeout_millis)
+        if self.meter_provider is not None:
+            try:
+                flushed = bool(self.meter_provider.force_flush(timeout_millis)) and flushed
+            except Exception:
+                health.failed("flushing metrics")
+                flushed = False
+        return flushed
 
 
 _telemetry: Telemetry | None = None
@@ -150,6 +168,23 @@ def _attach(telemetry: Telemetry, provider: TracerProvider | None, service_name:
         provider.add_span_processor(telemetry.aggregator)
         provider.add_span_processor(telemetry.span_store)
     telemetry.tracer_provider = provider
+    _attach_metrics(telemetry, provider, endpoint, protocol, headers, warnings)
+
+
+def _attach_metrics(telemetry: Telemetry, provider: TracerProvider, endpoint: str | None,
+                    protocol: str | None, headers: dict[str, str] | None, warnings: list[str]) -> None:
+    """Metrics of :mod:`._metrics`, fed by a processor after the aggregator (it reads the frames)."""
+    try:
+        resource = getattr(provider, "resource", None) or Resource.create({})
+        setup = setup_metrics(resource, endpoint, protocol, headers,
+                              _otlp_timeout("METRICS", warnings), lambda message: _warn(warnings, message))
+        if setup.processor is not None:
+            provider.add_span_processor(setup.processor)
+        telemetry.metrics_exporter = setup.exporter
+        telemetry.meter_provider = setup.meter_provider
+        telemetry.metrics = setup.processor
+    except Exception as err:
+        _warn(warnings, f"cannot set up metrics ({type(err).__name__}: {err}); spans are not affected")
 
 
 def _exporter(name: str | None, endpoint: str | None, protocol: str | None,
@@ -172,11 +207,13 @@ def _exporter(name: str | None, endpoint: str | None, protocol: str | None,
         return "none", None, None
     if name == "console":
         return "console", ConsoleSpanExporter(), None
-    proto = protocol or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
-    if proto not in _PROTOCOLS:
-        _warn(warnings, f"OTLP protocol {proto!r} (OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL) is not one of "
-                        f"{', '.join(_PROTOCOLS)}; using grpc")
+    source, proto = "protocol", protocol
+    for variable in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        if not proto:
+            source, proto = variable, os.environ.get(variable)
+    proto = proto or "grpc"
+    if proto not in _PROTOCOLS:   # name the variable that was actually read
+        _warn(warnings, f"{source}={proto!r} is not an OTLP protocol ({', '.join(_PROTOCOLS)}); using grpc")
         proto = "grpc"
     try:
         kwargs: dict[str, Any] = {}
@@ -184,15 +221,37 @@ def _exporter(name: str | None, endpoint: str | None, protocol: str | None,
             kwargs["endpoint"] = endpoint if proto == "grpc" else _http_traces_url(endpoint)
         if headers:
             kwargs["headers"] = headers
+        timeout = _otlp_timeout("TRACES", warnings)
+        if timeout is not None:
+            kwargs["timeout"] = timeout
         if proto == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
         else:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # type: ignore[assignment]
-        return "otlp", OTLPSpanExporter(**kwargs), proto
+        span_exporter = OTLPSpanExporter(**kwargs)
+        quiet_exporter_logs()
+        return "otlp", span_exporter, proto
     except Exception as err:
         _warn(warnings, f"cannot create the OTLP {proto} exporter ({type(err).__name__}: {err}); "
                         "spans will not be exported (check OTEL_EXPORTER_OTLP_ENDPOINT)")
         return "none", None, None
+
+
+def _otlp_timeout(signal: str, warnings: list[str]) -> float | None:
+    """A valid OTEL_EXPORTER_OTLP_[SIGNAL_]TIMEOUT is left to the exporter (None); an invalid
+    one, which would make the exporter's constructor raise, gives a warning and its default."""
+    for variable in (f"OTEL_EXPORTER_OTLP_{signal}_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"):
+        raw = os.environ.get(variable)
+        if raw is None or not raw.strip():
+            continue
+        try:
+            if float(raw) > 0:
+                return None
+        except ValueError:
+            pass
+        _warn(warnings, f"{variable}={raw!r} is not a positive number of seconds; using 10")
+        return 10.0
+    return None
 
 
 def _http_traces_url(endpoint: str) -> str:
@@ -252,6 +311,8 @@ def _flag(variable: str) -> bool:
 
 
 def _warn(warnings: list[str], message: str) -> None:
+    if message in warnings:            # one variable read for spans and for metrics: one warning
+        return
     warnings.append(message)
     _logger.warning("flowscope: %s", message)
 
@@ -270,6 +331,7 @@ class _CountingExporter(SpanExporter):
             result = SpanExportResult.FAILURE
         if result is not SpanExportResult.SUCCESS:
             health.dropped(len(spans))
+            report_export_failure("spans", destination_of(self.inner))
         return result
 
     def shutdown(self) -> None:

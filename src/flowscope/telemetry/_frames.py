@@ -67,7 +67,7 @@ class OperationFrame:
     """The query tally of one open operation."""
 
     __slots__ = ("parent", "query_count", "query_seconds", "statements", "pending_relationship",
-                 "tracemalloc_baseline", "tracemalloc_peak")
+                 "tracemalloc_baseline", "tracemalloc_peak", "closed", "context_token")
 
     def __init__(self, parent: OperationFrame | None) -> None:
         self.parent = parent
@@ -76,6 +76,8 @@ class OperationFrame:
         self.statements: dict[str, StatementTally] = {}
         # set by the ORM listener just before a lazy load's statement runs
         self.pending_relationship: str | None = None
+        self.closed = False
+        self.context_token: Any = None   # the OpenTelemetry context token of its span
         # only with FLOWSCOPE_MEMORY_PROFILE=tracemalloc: traced bytes at the start, and the
         # highest global peak seen before a nested operation reset it
         self.tracemalloc_baseline = 0

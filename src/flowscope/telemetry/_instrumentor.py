@@ -24,6 +24,7 @@ from sqlalchemy import inspect as sa_inspect
 
 from ..workflows import _runtime
 from . import _attributes as attr
+from ._autoinstrument import join_provider, undo_join
 from ._operation import operation
 from ._queries import install_query_listeners, uninstall_query_listeners
 from .package import _instruments
@@ -81,8 +82,10 @@ class FlowscopeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         _runtime.start_wrapper = _traced_start
         _runtime.action_wrapper = _traced_action
         install_query_listeners()
+        join_provider(kwargs.get("tracer_provider"))   # now, or at the first span (see _autoinstrument)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         _runtime.start_wrapper = None
         _runtime.action_wrapper = None
         uninstall_query_listeners()
+        undo_join()

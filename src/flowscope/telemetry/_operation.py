@@ -21,9 +21,12 @@ context is attached directly instead of through ``trace.use_span``.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import logging
+import re
+import traceback
 import tracemalloc
 from collections.abc import Callable
 from types import TracebackType
@@ -32,16 +35,28 @@ from typing import Any, TypeVar
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
+from sqlalchemy.exc import StatementError
 
 from .. import __version__
 from . import _attributes as attr
 from ._frames import OperationFrame, current_frame, frames_claimed, park_frame
 from ._health import health
 from ._probes import gc_collections, peak_rss_bytes, rss_bytes
+from ._queries import fingerprint
 
 F = TypeVar("F", bound=Callable[..., Any])
 _logger = logging.getLogger("flowscope")
 _tracer = trace.get_tracer("flowscope", __version__)
+
+
+def use_tracer(tracer: trace.Tracer) -> None:
+    """Make ``tracer`` start operation spans (auto-instrumentation's first-use stand-in; see _autoinstrument)."""
+    global _tracer
+    _tracer = tracer
+
+
+def current_tracer() -> trace.Tracer:
+    return _tracer
 
 
 class _Settings:
@@ -67,10 +82,10 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
         self._frame_token = current_frame.set(frame)
         attributes = {attr.OPERATION: self.name}
         if self.attributes:
-            attributes.update(self.attributes)
+            attributes.update(redact_attributes(self.attributes))
         try:
             span = self._span = _tracer.start_span(self.name, attributes=attributes)
-            self._context_token = otel_context.attach(trace.set_span_in_context(span))
+            self._context_token = frame.context_token = otel_context.attach(trace.set_span_in_context(span))
         except Exception:
             health.failed("starting an operation span")
             span = self._span = trace.INVALID_SPAN
@@ -88,8 +103,8 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
         peak = peak_rss_bytes()
         gcs = gc_collections()
         frame = self._frame
+        innermost, skipped = _leave_frame(frame, self._frame_token)
         try:
-            current_frame.reset(self._frame_token)
             span = self._span
             if span.is_recording():
                 span.set_attributes({
@@ -103,13 +118,14 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
                 if settings.tracemalloc:
                     span.set_attribute(attr.TRACEMALLOC_PEAK_BYTES, _end_tracemalloc_window(frame))
                 if exc is not None:
-                    span.record_exception(exc)
-                    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                    _record_error(span, exc)
                 if frames_claimed():
                     park_frame(span.get_span_context().span_id, frame)
             frame.close_into_parent()
-            if self._context_token is not None:
+            if self._context_token is not None and innermost:
                 otel_context.detach(self._context_token)
+                if skipped is not None:
+                    _restore_context(skipped)
             span.end()
         except Exception:
             health.failed("ending an operation span")
@@ -138,6 +154,79 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
                 return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
+
+
+def _leave_frame(frame: OperationFrame, token: contextvars.Token[OperationFrame | None]) -> tuple[bool, Any]:
+    """Mark ``frame`` closed and restore the enclosing operation.
+
+    Returns whether ``frame`` was the innermost open operation here, and, when operations
+    ended out of order, the context token of the outermost one skipped over.
+
+    Operations normally end innermost first, and the context-variable token restores the
+    enclosing one. Two other cases: ending out of order (``start a, start b, end a, end b``
+    with Monitor.start_operation/end_operation) leaves ``a`` in place until ``b`` ends, then
+    skips it; ending in another context (another thread) ends the span and leaves the
+    starting context alone, as it cannot be reached from here.
+    """
+    frame.closed = True
+    if current_frame.get() is not frame:
+        return False, None
+    try:
+        current_frame.reset(token)
+    except ValueError:
+        return False, None
+    current = current_frame.get()
+    if current is None or not current.closed:
+        return True, None
+    outermost_closed = current
+    while current is not None and current.closed:
+        outermost_closed = current
+        current = current.parent
+    current_frame.set(current)
+    return True, outermost_closed.context_token
+
+
+def _restore_context(token: Any) -> None:
+    """Make current the OpenTelemetry context from before ``token``'s span started."""
+    old = getattr(token, "old_value", None)
+    otel_context.attach(old if isinstance(old, otel_context.Context) else otel_context.Context())
+
+
+_SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|api[_-]?key|auth|credential|private[_-]?key|session[_-]?id",
+                         re.IGNORECASE)
+REDACTED = "[REDACTED]"
+
+
+@functools.lru_cache(maxsize=1024)
+def is_secret_key(key: str) -> bool:
+    """Keys that look like they hold secrets; their values are never recorded."""
+    return _SECRET_KEY.search(key) is not None
+
+
+def redact_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    if not any(is_secret_key(key) for key in attributes):
+        return attributes
+    return {key: REDACTED if is_secret_key(key) else value for key, value in attributes.items()}
+
+
+def _record_error(span: Span, exc: BaseException) -> None:
+    """Record ``exc`` on ``span`` without SQL parameter values.
+
+    SQLAlchemy's ``StatementError`` text ends with ``[parameters: ...]`` and a driver's message
+    may quote values (``Key (email)=(...) already exists``): for those, the span gets the
+    error types and the statement's fingerprint, and a traceback without the message.
+    """
+    if isinstance(exc, StatementError):
+        driver = type(exc.orig).__name__ if exc.orig is not None else "error"
+        statement = fingerprint(exc.statement) if exc.statement else "?"
+        message = f"({driver}) in statement: {statement}"
+        stacktrace = "".join(traceback.format_tb(exc.__traceback__)) + f"{type(exc).__name__}: {message}\n"
+        span.record_exception(exc, attributes={"exception.message": message,
+                                               "exception.stacktrace": stacktrace})
+    else:
+        message = str(exc)
+        span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {message}"))
 
 
 def _start_tracemalloc_window(frame: OperationFrame) -> None:

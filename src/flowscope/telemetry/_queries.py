@@ -132,6 +132,7 @@ _NUMBER_LITERAL = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
 _PLACEHOLDER = re.compile(r"%\(\w+\)s|%s|\$\d+|(?<!:):\w+|\?")
 _IN_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)*\s*\)")
 _POSTCOMPILE = re.compile(r"__\[POSTCOMPILE_\w+\]")
+_PLACEHOLDER_CAST = re.compile(r"\?::\w+(?:\[\])?")   # psycopg renders %(p)s::INTEGER
 
 
 @lru_cache(maxsize=4096)
@@ -146,6 +147,7 @@ def fingerprint(statement: str) -> str:
     text = _POSTCOMPILE.sub("?", text)
     text = _PLACEHOLDER.sub("?", text)
     text = _NUMBER_LITERAL.sub("?", text)
+    text = _PLACEHOLDER_CAST.sub("?", text)
     return _IN_LIST.sub("(?)", text)
 
 

@@ -65,8 +65,13 @@ class SpanStore(SpanProcessor):
 
     def by_execution(self, execution_id: Any) -> list[ReadableSpan]:
         """Spans tagged with ``workflow.execution.id`` = ``execution_id`` (int or str)."""
-        wanted = {execution_id, str(execution_id)}
-        return [s for s in self._spans if (s.attributes or {}).get(attr.EXECUTION_ID) in wanted]
+        wanted = str(execution_id)   # compared as text: 42 and "42" find each other both ways
+        found = []
+        for s in self._spans:
+            value = (s.attributes or {}).get(attr.EXECUTION_ID)
+            if value is not None and str(value) == wanted:
+                found.append(s)
+        return found
 
     def clear(self) -> None:
         self._spans.clear()

@@ -96,6 +96,16 @@ class WorkflowExecution(Base):
         """The record this execution is about, or ``None``."""
         return _runtime.load_workflowable(self)
 
+    def resolved_context(self) -> dict[str, Any]:
+        """A new dict: ``context_data`` with the values a MemoryOptimizer moved to the
+        ``workflow_context_blobs`` side table read back in (one query if any, none otherwise).
+
+        ``context_data`` itself is the stored form; handlers are given resolved values.
+        """
+        from ._context_resolution import resolved_context
+
+        return resolved_context(self)
+
     def available_actions(self, user: str | None = None) -> list[str]:
         """Actions that can be performed now (declared at the current step, guards passed)."""
         return _runtime.available_actions(self, user)
@@ -141,3 +151,8 @@ class WorkflowTransition(Base):
 def create_schema(engine: Engine) -> None:
     """Create flowscope's tables on ``engine`` if they do not exist (safe to call twice)."""
     Base.metadata.create_all(engine)
+
+
+# The side tables of moved context values and archived transitions (MemoryOptimizer) belong
+# to the same metadata; imported last because they are declared on ``Base``.
+from . import _side_tables  # noqa: E402,F401

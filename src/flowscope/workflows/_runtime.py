@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import _models
+from . import _context_refs, _models
 from ._definition import Workflow
 from ._json import checked_json_object
 from .errors import (
@@ -44,6 +44,17 @@ if TYPE_CHECKING:
 # instrumented too; ``None`` costs one global lookup.
 start_wrapper: Callable[..., Any] | None = None
 action_wrapper: Callable[..., Any] | None = None
+
+# Caching seam. flowscope.performance.optimizations (QueryOptimizer.enable_caching) sets these
+# to caches with ``get(key)`` (``None`` on a miss) and ``cache[key] = value``; ``None`` (the
+# default) costs one global lookup. Keys: an import path -> its Workflow subclass;
+# (Workflow subclass, step) -> that step's actions; (execution id, version, step, user) -> the
+# actions its guards allow. ``version`` changes with every transition and status change, so a
+# transition invalidates the cached actions of its execution. perform_action never reads the
+# actions cache: it always runs the guards before acting.
+workflow_class_cache: Any = None
+step_actions_cache: Any = None
+available_actions_cache: Any = None
 
 
 def start_workflow(session: Session, workflow: type[Workflow], workflowable: Any = None,
@@ -97,9 +108,16 @@ def resolve_import_path(path: str, execution_id: int | None = None) -> Any:
 
 
 def resolve_workflow_class(path: str, execution_id: int | None = None) -> type[Workflow]:
+    cache = workflow_class_cache
+    if cache is not None:
+        cached = cache.get(path)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
     workflow = resolve_import_path(path, execution_id)
     if not (isinstance(workflow, type) and issubclass(workflow, Workflow)):
         raise WorkflowClassNotFoundError(path, "it is no longer a Workflow subclass", execution_id)
+    if cache is not None:
+        cache[path] = workflow
     return workflow
 
 
@@ -115,15 +133,40 @@ def load_workflowable(execution: WorkflowExecution) -> Any:
 
 
 def available_actions(execution: WorkflowExecution, user: str | None = None) -> list[str]:
+    return _available_actions(execution, user, available_actions_cache)
+
+
+def _available_actions(execution: WorkflowExecution, user: str | None, cache: Any) -> list[str]:
     if execution.status != "active":
         return []
     definition = execution.workflow_definition
-    actions = definition.actions_at(execution.current_step)
+    step = execution.current_step
+    actions = _actions_at(definition, step)
     if not definition.guards:
         return actions
+    key = None
+    if cache is not None and execution.id is not None:
+        key = (execution.id, execution.version, step, user)
+        cached = cache.get(key)
+        if cached is not None:
+            return list(cached)
     instance = definition()
-    return [a for a in actions
-            if all(getattr(instance, g)(execution, user) for g in definition.guards.get(a, ()))]
+    allowed = [a for a in actions
+               if all(getattr(instance, g)(execution, user) for g in definition.guards.get(a, ()))]
+    if key is not None:
+        cache[key] = tuple(allowed)
+    return allowed
+
+
+def _actions_at(definition: type[Workflow], step: str) -> list[str]:
+    cache = step_actions_cache
+    if cache is None:
+        return definition.actions_at(step)
+    key = (definition, step)
+    actions = cache.get(key)
+    if actions is None:
+        actions = cache[key] = tuple(definition.actions_at(step))
+    return list(actions)
 
 
 def perform_action(execution: WorkflowExecution, action: str, user: str | None = None,
@@ -145,7 +188,7 @@ def _perform_action(execution: WorkflowExecution, action: str, user: str | None,
     session = _session_of(execution)
     definition = execution.workflow_definition
     from_step = execution.current_step
-    available = available_actions(execution, user)
+    available = _available_actions(execution, user, None)   # guards always run before acting
     if action not in available:
         raise InvalidActionError(definition.__qualname__, execution.id, action, from_step, available,
                                  _why_unavailable(definition, execution, action))
@@ -154,8 +197,11 @@ def _perform_action(execution: WorkflowExecution, action: str, user: str | None,
     try:
         instance = definition()
         handlers = definition.handlers.get(action, ())
+        moved = _moved_values_in(session, execution) if handlers else None
         for handler in handlers:
             getattr(instance, handler)(execution, user, context)
+        if moved:
+            _moved_values_out(session, execution, moved)
         checked_json_object(execution.context_data, "context_data (as changed by the handlers)")
         if handlers:
             # MutableDict sees only top-level changes; a handler may have changed a nested
@@ -202,6 +248,26 @@ def set_status(execution: WorkflowExecution, operation: str, status: str, expect
     except BaseException:
         session.rollback()
         raise
+
+
+def _moved_values_in(session: Session, execution: WorkflowExecution) -> dict[str, Any] | None:
+    """Give handlers the context values a MemoryOptimizer moved out (see _context_resolution).
+
+    Nothing moved (the usual case) costs one scan of the context's top-level values.
+    """
+    if not _context_refs.has_references(execution.context_data):
+        return None
+    # Imported here: it declares tables on Base, which _models (importing this module) has
+    # not defined yet when this module is first imported.
+    from ._context_resolution import swap_in
+
+    return swap_in(session, execution)
+
+
+def _moved_values_out(session: Session, execution: WorkflowExecution, moved: dict[str, Any]) -> None:
+    from ._context_resolution import swap_back
+
+    swap_back(session, execution, moved)
 
 
 def _why_unavailable(definition: type[Workflow], execution: WorkflowExecution, action: str) -> str:
