@@ -37,8 +37,8 @@ from flowscope.performance import load_test
 from flowscope.performance._load_database import create_load_engine, open_load_database
 from flowscope.workflows import create_schema, start_workflow
 
-ROUNDS = env_int("BENCH_ROUNDS", 7)
-OPERATIONS = env_int("BENCH_OPERATIONS", 300)
+ROUNDS = env_int("BENCH_ROUNDS", 9)
+OPERATIONS = env_int("BENCH_OPERATIONS", 500)
 TARGET = 1.10
 USER = "load-test"
 

@@ -19,6 +19,7 @@ from support.load_workflows import (
     Inert,
     PingPong,
     SlowPingPong,
+    failing_factory,
     last_action,
     stop_at_once,
 )
@@ -32,13 +33,14 @@ from flowscope.performance import (
     LoadProgress,
     LoadTestDatabaseError,
     LoadTestResult,
+    LoadTestSetupError,
     NoInitialActionError,
     NotAWorkflowClassError,
     NotPicklableError,
     load_test,
     memory_stress_test,
 )
-from flowscope.workflows import Workflow, WorkflowExecution, WorkflowTransition, start_workflow, step
+from flowscope.workflows import Workflow, WorkflowTransition, start_workflow, step
 
 
 @pytest.fixture
@@ -323,6 +325,13 @@ def test_processes_mode_refuses_what_a_worker_process_could_not_import() -> None
 def test_a_database_that_cannot_be_used_is_refused(url: str, message: str) -> None:
     with pytest.raises(LoadTestDatabaseError, match=message):
         load_test(PingPong, database_url=url)
+
+
+@pytest.mark.parametrize("mode", ["threads", "processes"])
+def test_a_factory_that_fails_stops_the_test_before_the_clock_starts(mode: str, tmp_path: Path) -> None:
+    with pytest.raises(LoadTestSetupError, match="LookupError: no record for execution 0"):
+        load_test(PingPong, concurrent_executions=2, mode=mode, workflowable_factory=failing_factory,
+                  database_url=f"sqlite:///{tmp_path / 'f.db'}")
 
 
 # -- memory stress ------------------------------------------------------------------------------

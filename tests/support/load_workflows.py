@@ -90,3 +90,8 @@ def last_action(execution: Any, available: list[str]) -> str:
 def stop_at_once(execution: Any, available: list[str]) -> None:
     """A callable policy that never chooses."""
     return None
+
+
+def failing_factory(session: Any, index: int) -> None:
+    """A workflowable factory that cannot make a record."""
+    raise LookupError(f"no record for execution {index}")

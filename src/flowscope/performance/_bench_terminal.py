@@ -28,6 +28,15 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds:.3f} s"
 
 
+def format_range(low: float | None, high: float | None) -> str:
+    """``97.6-118.3 us``: both ends in the unit of the higher one."""
+    if low is None or high is None:
+        return "-"
+    value, unit = format_seconds(high).split(" ")
+    scale = float(value) / high if high else 1.0
+    return f"{low * scale:.3g}-{float(value):.4g} {unit}"
+
+
 def format_bytes(value: float | None) -> str:
     if value is None:
         return "-"
@@ -43,24 +52,27 @@ def print_comparison(result: ComparisonResult, console: Console) -> None:
     table = Table(title=(f"Benchmark: {s.iterations} samples per subject after {s.warmup} warm-up rounds, "
                          f"{s.clock} clock, time per call"), title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("Subject", no_wrap=True)
-    for header in ("Calls/sample", "Median", f"{s.confidence:.0%} CI (median)", "Mean", "Std dev", "Min", "p95",
-                   "Max", "Queries/call", "Alloc/call", "vs baseline"):
-        table.add_column(header, justify="right")
+    for header in ("Loops", "Median", f"{s.confidence:.0%} CI", "Mean", "Std dev", "Min", "p95", "Max", "Queries",
+                   "Alloc", "Ratio"):
+        table.add_column(header, justify="right", no_wrap=True)
     for subject in result.subjects:
-        ci = (f"{format_seconds(subject.ci_low)}-{format_seconds(subject.ci_high)}"
-              if subject.ci_low is not None else "-")
+        ci = format_range(subject.ci_low, subject.ci_high)
         ratio = "baseline" if subject.name == result.baseline else f"{result.ratio(subject.name):.3f}x"
         table.add_row(subject.name, str(subject.loops), format_seconds(subject.median), ci,
                       format_seconds(subject.mean), format_seconds(subject.stdev), format_seconds(subject.minimum),
                       format_seconds(subject.p95), format_seconds(subject.maximum), f"{subject.queries_per_call:.2f}",
                       format_bytes(subject.allocated_bytes_per_call), ratio)
     console.print(table)
+    console.print("  Loops: calls per sample (calibrated); CI: of the median; Queries and Alloc: per call "
+                  "(Alloc: Python allocation peak, tracemalloc); Ratio: median / the baseline's median", style="dim",
+                  soft_wrap=True)
     for comparison in result.comparisons:
         style = "bold" if comparison.significant else "dim"
         console.print(f"  {comparison.verdict}", style=style, soft_wrap=True)
-    console.print(f"  fastest: {result.fastest}   slowest: {result.slowest}   "
-                  f"most memory-efficient: {result.most_memory_efficient}")
-    console.print(f"  test: Mann-Whitney U, alpha {s.alpha:g}, minimum effect {s.min_effect:.0%}", style="dim")
+    if len(result.subjects) > 1:
+        console.print(f"  fastest: {result.fastest}   slowest: {result.slowest}   "
+                      f"most memory-efficient: {result.most_memory_efficient}")
+        console.print(f"  test: Mann-Whitney U, alpha {s.alpha:g}, minimum effect {s.min_effect:.0%}", style="dim")
 
 
 def print_result_comparison(change: ResultComparison, console: Console) -> None:

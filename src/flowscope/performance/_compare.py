@@ -354,7 +354,8 @@ def benchmark_operation(name: str, fn: Callable[[], Any], iterations: int = 10, 
 def _targets(subjects: Any, fn: Callable[[Any], Any] | None) -> list[_Target]:
     if isinstance(subjects, Mapping):
         if fn is not None:
-            raise InvalidBenchmarkError("pass either a dict of name -> callable, or a list of subjects and fn; not both")
+            raise InvalidBenchmarkError("pass either a dict of name -> callable, or a list of subjects and fn; "
+                                        "not both")
         targets = []
         for name, target in subjects.items():
             if not callable(target):
@@ -397,9 +398,8 @@ def _settings(iterations: int, warmup: int, min_time: float, clock: str, disable
               alpha: float, min_effect: float, confidence: float, seed: int, max_loops: int,
               minimum_iterations: int) -> Settings:
     if not isinstance(iterations, int) or iterations < minimum_iterations:
-        raise InvalidBenchmarkError(f"iterations must be at least {minimum_iterations} "
-                                    f"({'a comparison needs two samples per subject' if minimum_iterations > 1 else 'one sample'}), "
-                                    f"got {iterations!r}")
+        why = "a comparison needs two samples per subject" if minimum_iterations > 1 else "one sample"
+        raise InvalidBenchmarkError(f"iterations must be at least {minimum_iterations} ({why}), got {iterations!r}")
     if not isinstance(warmup, int) or warmup < 0:
         raise InvalidBenchmarkError(f"warmup must be 0 or more rounds, got {warmup!r}")
     if not (isinstance(min_time, (int, float)) and math.isfinite(min_time) and min_time >= 0):

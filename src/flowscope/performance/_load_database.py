@@ -75,13 +75,13 @@ def open_load_database(database_url: str | None) -> LoadDatabase:
         url = f"sqlite:///{path}"
         return LoadDatabase(url=url, shown=url, temporary=True,
                             directory=directory)
-    url = _parse(database_url)
-    shown = url.render_as_string(hide_password=True)
-    if url.get_backend_name() == "sqlite" and _in_memory(url):
+    parsed = _parse(database_url)
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite" and _in_memory(parsed):
         raise LoadTestDatabaseError(
             f"{shown}: an in-memory SQLite database belongs to one connection and cannot be shared by "
             "concurrent executions; give a file (sqlite:///load.db) or no URL for a temporary file")
-    engine = _engine(url, shown, pool_size=1)
+    engine = _engine(parsed, shown, pool_size=1)
     try:
         with engine.connect():
             pass
@@ -90,7 +90,7 @@ def open_load_database(database_url: str | None) -> LoadDatabase:
         raise LoadTestDatabaseError(f"cannot connect to {shown}: {reason}") from None
     finally:
         engine.dispose()
-    return LoadDatabase(url=url.render_as_string(hide_password=False), shown=shown, temporary=False)
+    return LoadDatabase(url=parsed.render_as_string(hide_password=False), shown=shown, temporary=False)
 
 
 def create_load_engine(database_url: str, pool_size: int) -> Engine:

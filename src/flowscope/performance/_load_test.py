@@ -151,8 +151,10 @@ def _check_count(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidLoadParameterError(f"{name} must be a whole number, got {value!r}")
     if value < 1:
-        raise InvalidLoadParameterError(f"{name} must be at least 1, got {value}: a load test needs at least one "
-                                        f"{'execution' if name == 'concurrent_executions' else 'operation per execution'}")
+        what = {"concurrent_executions": "execution", "operations_per_execution": "operation per execution",
+                "workers": "worker process"}.get(name, name)
+        raise InvalidLoadParameterError(f"{name} must be at least 1, got {value}: a load test needs at least "
+                                        f"one {what}")
 
 
 def _worker_count(mode: str, workers: int | None, executions: int) -> int:
@@ -235,9 +237,11 @@ def _run_processes(specs: list[ShareSpec], planned: int, progress: ProgressCallb
     results = ctx.Queue()
     processes = [ctx.Process(target=process_main, args=(spec, barrier, stop, counters, results),
                              name=f"flowscope-load-worker-{spec.worker}", daemon=True) for spec in specs]
+    started: list[Any] = []
     try:
         for process in processes:
             process.start()
+            started.append(process)
         _wait_until_ready(barrier, processes, results)
         setup_seconds = time.perf_counter() - setup_started
         shares, interrupted = _collect(specs, processes, results, stop, counters, planned, progress)
@@ -245,7 +249,7 @@ def _run_processes(specs: list[ShareSpec], planned: int, progress: ProgressCallb
     finally:
         stop.set()          # harmless when every worker is done; stops them on any early exit
         barrier.abort()     # releases workers still waiting to start (they then stop)
-        for process in processes:
+        for process in started:
             process.join(timeout=10)
             if process.is_alive():
                 process.terminate()
@@ -266,7 +270,7 @@ def _wait_until_ready(barrier: Any, processes: list[Any], results: Any) -> None:
     try:
         barrier.wait()
     except threading.BrokenBarrierError:
-        problems = []
+        problems: list[str] = []
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and len(problems) < len(processes):
             try:
@@ -280,8 +284,11 @@ def _wait_until_ready(barrier: Any, processes: list[Any], results: Any) -> None:
         if not problems:
             codes = ", ".join(f"worker {i}: exit code {p.exitcode}" for i, p in enumerate(processes)
                               if p.exitcode not in (None, 0))
-            problems.append(f"a worker process died before it was ready ({codes or 'no exit code'})")
-        raise LoadTestSetupError("the load test's worker processes could not get ready: " + "; ".join(problems)) from None
+            problems.append(f"a worker process died before it was ready ({codes or 'no exit code'}); if the "
+                            "script that runs the load test is the main module, start it under "
+                            "`if __name__ == '__main__':` (worker processes import the main module)")
+        raise LoadTestSetupError("the load test's worker processes could not get ready: "
+                                 + "; ".join(problems)) from None
     finally:
         passed.set()
         watcher.join()
@@ -388,8 +395,8 @@ def _latency(action: str, samples: list[float]) -> LatencyStats:
 def _notes(database: LoadDatabase, mode: str, telemetry_enabled: bool) -> tuple[str, ...]:
     notes = []
     if database.temporary:
-        notes.append(f"database: a temporary SQLite file, created for this test with flowscope's schema and removed after it "
-                     f"({database.shown})")
+        notes.append(f"database: a temporary SQLite file, created for this test with flowscope's schema and "
+                     f"removed after it ({database.shown})")
     if database.is_sqlite:
         notes.append(SQLITE_NOTE)
     if mode == "processes":

@@ -19,7 +19,7 @@ Design decisions:
   part of the throughput, not of an action's latency.
 - A failure is caught per execution (``Exception``, never ``BaseException``), grouped by type
   and action, and stops that execution only.
-- Peak memory: a sampler thread reads RSS (``/proc/self/statm``, ~1 us) every 10 ms while the
+- Peak memory: a sampler thread reads RSS (``/proc/self/statm``, ~1 us) every 20 ms while the
   executions run; the kernel's high-water mark cannot be reset between tests.
 - Worker processes ignore SIGINT: Ctrl-C reaches the whole process group, and the parent
   stops them cleanly (a shared event: each execution finishes its current action and stops),
@@ -47,7 +47,7 @@ from ..workflows._runtime import resolve_workflow_class
 from ._load_spans import ScopedAggregation, SpanRecord
 from ._policies import ActionPolicy, execution_rng
 
-SAMPLE_INTERVAL_SECONDS = 0.01
+SAMPLE_INTERVAL_SECONDS = 0.02
 SETUP_TIMEOUT_SECONDS = 600.0
 _EXAMPLE_LENGTH = 300
 
@@ -144,7 +144,7 @@ class ShareRunner:
         self._abandon = threading.Event()
         self._done = threading.Event()
         self._all_finished = threading.Event()
-        self._unfinished = len(spec.indices)
+        self._unfinished = 0          # threads started and not finished
         self._unfinished_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._outcomes: list[ShareResult] = []
@@ -160,14 +160,14 @@ class ShareRunner:
         workflow = resolve_workflow_class(self.spec.workflow_path)
         records = self._create_workflowables()
         self._open_connections()
-        if not self.spec.indices:
-            self._all_finished.set()
         for index, record in zip(self.spec.indices, records):
             outcome = ShareResult(worker=self.spec.worker, pid=os.getpid(), executions=1)
             self._outcomes.append(outcome)
             thread = threading.Thread(target=self._run_and_finish, args=(workflow, index, record, outcome),
                                       name=f"flowscope-load-{self.spec.worker}-{index}", daemon=True)
             self._threads.append(thread)
+            with self._unfinished_lock:     # the threads wait for start(): none can finish yet
+                self._unfinished += 1
             thread.start()
 
     def _create_workflowables(self) -> list[Any]:
@@ -212,13 +212,20 @@ class ShareRunner:
         self._sampler = threading.Thread(target=self._sample_memory, name="flowscope-load-memory", daemon=True)
         self._sampler.start()
         self._started_at = time.monotonic()
-        self._go.set()
+        self._release()
 
     def abandon(self) -> None:
-        """Release the waiting threads without running anything (setup failed elsewhere)."""
+        """Release the waiting threads without running anything (setup failed, here or elsewhere)."""
         self._abandon.set()
-        self._go.set()
+        self._release()
         self.wait()
+
+    def _release(self) -> None:
+        with self._unfinished_lock:
+            if self._unfinished == 0:       # no thread was started
+                self._finished_at = time.monotonic()
+                self._all_finished.set()
+        self._go.set()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for every execution to finish; ``False`` if ``timeout`` passed first.
