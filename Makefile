@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Versions the suite is tested with; see the comments in constraints.txt.
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test clean
+.PHONY: demo test bench clean
 
 $(STAMP): pyproject.toml constraints.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ $(PHOENIX_STAMP): scripts/install-phoenix.sh
 
 test: $(STAMP) $(PHOENIX_STAMP)
 	FLOWSCOPE_PHOENIX_VENV=$(abspath $(PHOENIX_VENV)) $(BIN)/python -m pytest
+
+# Speed and memory targets, measured side by side (see benchmarks/); not part of `make test`.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache flowscope.db

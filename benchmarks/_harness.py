@@ -188,3 +188,18 @@ def env_int(name: str, default: int) -> int:
     """An integer knob from the environment (``BENCH_ROUNDS=3`` for a quick look)."""
     raw = os.environ.get(name, "")
     return int(raw) if raw.strip() else default
+
+
+def pristine_dialect(engine, pristine: bool) -> None:  # type: ignore[no-untyped-def]
+    """Make ``engine`` execute as if no dialect event listener had ever existed (or undo it).
+
+    ``event.listen(Engine, "do_execute", ...)`` sets ``Dialect._has_events = True`` on the
+    class, and removing the listener never resets it: every later query then loops over an
+    empty listener list. A baseline measured in that state is slower than a never-instrumented
+    process, which would flatter the instrumented side. An instance attribute shadows the class
+    flag for this engine's dialect only; deleting it lets instrumented rounds see the class flag.
+    """
+    if pristine:
+        engine.dialect._has_events = False
+    else:
+        engine.dialect.__dict__.pop("_has_events", None)

@@ -1,6 +1,6 @@
 """Run every flowscope benchmark and print one summary table; exit 1 if any target is missed.
 
-    .venv/bin/python benchmarks/run_all.py                 # all of them (~3 minutes here)
+    .venv/bin/python benchmarks/run_all.py                 # all of them (~4 minutes here)
     .venv/bin/python benchmarks/run_all.py end_to_end      # only those whose name contains it
 
 Each ``bench_*.py`` runs in a process of its own (each sets the global TracerProvider and
