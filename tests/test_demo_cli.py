@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from rich.console import Console
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
 from flowscope.cli import main
@@ -72,9 +73,15 @@ def test_running_the_demo_again_replaces_only_earlier_demo_data(database_url: st
     engine.dispose()
 
     run_demo(database_url, executions_per_workflow=3)
+    engine = create_engine(database_url)
+    with Session(engine) as session:   # the demo's runs plus its optimization loop's re-runs
+        left_by_first = session.scalar(select(func.count()).select_from(WorkflowExecution).where(
+            WorkflowExecution.id != unrelated_id))
+    engine.dispose()
     second = run_demo(database_url, executions_per_workflow=3)
 
-    assert second.removed_executions == 3 * len(EXAMPLE_WORKFLOWS)
+    assert left_by_first >= 3 * len(EXAMPLE_WORKFLOWS)
+    assert second.removed_executions == left_by_first
     engine = create_engine(database_url)
     with Session(engine) as session:
         demo_rows = session.scalars(select(WorkflowExecution.id).where(
@@ -130,7 +137,9 @@ def test_demo_command_runs_twice_on_the_same_file(tmp_path: Path) -> None:
     second = CliRunner().invoke(main, args)
 
     assert (first.exit_code, second.exit_code) == (0, 0), second.output
-    assert "9 executions left by an earlier demo deleted" in second.output
+    removed = re.search(r"(\d+) executions left by an earlier demo deleted", second.output)
+    assert removed is not None, second.output
+    assert int(removed.group(1)) >= 9          # 3 per workflow, plus the optimization loop's re-runs
 
 
 @pytest.mark.parametrize("url, message", [
