@@ -6,7 +6,6 @@ stored execution exactly as it was. Its findings come from measurements and name
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -58,6 +57,10 @@ class Report(Workflow):
     def fail(self, execution: WorkflowExecution, user: str | None, context: dict[str, Any]) -> None:
         execution.context_data["rows_seen"] = len(execution.context_data["report"]["rows"])
         raise RuntimeError("the printer is on fire")
+
+
+def json_bytes(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def report_context(**extra: Any) -> dict[str, Any]:
@@ -191,7 +194,7 @@ def test_restore_puts_everything_back_exactly(engine: Engine, session: Session) 
 def test_a_concurrent_change_in_the_middle_leaves_the_stored_execution_unchanged(
         engine: Engine, session: Session) -> None:
     execution = report_execution(session, report_context(), actions=6)
-    execution.current_step          # loaded now; another session acts next
+    assert execution.current_step == "draft"        # loaded now; another session acts next
     with Session(engine) as other:
         other.get(WorkflowExecution, execution.id).perform_action("note", user="bob")
     before = stored(engine, execution.id)
@@ -243,8 +246,7 @@ def test_compaction_round_trip_is_lossless_for_any_json(
         assert execution.resolved_context() == kept
         assert len(result.moved) + len(result.removed) == sum(
             1 for k, v in context.items()
-            if (prefix is not None and k.startswith(prefix)) or len(json.dumps(v, separators=(",", ":"),
-                                                                             ensure_ascii=False).encode()) >= value_bytes)
+            if (prefix is not None and k.startswith(prefix)) or json_bytes(v) >= value_bytes)
 
         optimizer.restore()
         execution_id = execution.id

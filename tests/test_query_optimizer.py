@@ -202,7 +202,8 @@ def test_optimize_queries_for_operation_eager_loads_what_its_n_plus_one_names_an
     _, employee_id = onboarding_at_orientation(session)
     optimizer = QueryOptimizer()
 
-    result = optimizer.optimize_queries_for_operation("sign_off_names", lambda: assignee_names_lazily(engine, employee_id))
+    result = optimizer.optimize_queries_for_operation(
+        "sign_off_names", lambda: assignee_names_lazily(engine, employee_id))
 
     assert (result.queries_before, result.queries_after, result.queries_saved) == (10, 3, 7)
     assert result.applied == ("OnboardingTask.assignee",)

@@ -55,8 +55,8 @@ def select_loop(session: Session, n: int, same_parameters: bool = False) -> None
 
 def batched_select(session: Session, n: int) -> None:
     """The clean twin of :func:`select_loop`: the same rows in one query."""
-    session.execute(text("SELECT current_step FROM workflow_executions WHERE id IN (%s)"
-                         % ", ".join(str(i) for i in range(n)))).all()
+    ids = ", ".join(str(i) for i in range(n))
+    session.execute(text(f"SELECT current_step FROM workflow_executions WHERE id IN ({ids})")).all()
 
 
 def of_kind(recs: list[Recommendation], kind: str, operation: str | None = None) -> list[Recommendation]:

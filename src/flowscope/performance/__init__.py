@@ -53,3 +53,8 @@ __all__ += [
     "NotPicklableError", "RandomAvailable", "ResultComparison", "Sample", "Significance", "SubjectResult",
     "WorkerSummary", "benchmark_operation", "compare", "compare_saved", "load_test", "memory_stress_test",
 ]
+
+# Optimizers (issue 5): findings from measured data, and fixes measured again.
+from .optimizations import MemoryOptimizer, PerformanceOptimizer, QueryOptimizer, Recommendation
+
+__all__ += ["MemoryOptimizer", "PerformanceOptimizer", "QueryOptimizer", "Recommendation"]

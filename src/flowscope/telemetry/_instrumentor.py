@@ -32,26 +32,34 @@ from .package import _instruments
 
 def _traced_start(implementation: Callable[..., Any], session: Any, workflow: Any, *args: Any) -> Any:
     name = f"{getattr(workflow, '__qualname__', workflow)}.start"
-    with operation(name, **{attr.WORKFLOW_CLASS: _import_path(workflow), attr.ACTION: "start"}) as span:
+    measured = operation(name, **{attr.WORKFLOW_CLASS: _import_path(workflow), attr.ACTION: "start"})
+    with measured as span:
         execution = implementation(session, workflow, *args)
         if span.is_recording():
             # Read from the identity key and the class: execution.id / .current_step would
             # reload the row that the commit just expired (one more query per start).
             identity = sa_inspect(execution).identity
-            if identity is not None:
-                span.set_attribute(attr.EXECUTION_ID, identity[0])
-            span.set_attribute(attr.STEP_TO, workflow.initial_step)
+            late = {} if identity is None else {attr.EXECUTION_ID: identity[0]}
+            late[attr.STEP_TO] = workflow.initial_step
+            measured.late_attributes = late   # recorded with the end attributes, one SDK call
         return execution
 
 
 def _traced_action(implementation: Callable[..., Any], execution: Any, action: str, *args: Any) -> Any:
-    with operation("workflow.action", **{attr.ACTION: action}) as span:
+    measured = operation("workflow.action", **{attr.ACTION: action})
+    with measured as span:
         if span.is_recording():
-            _describe_action(span, execution, action)
+            measured.late_attributes = _describe_action(span, execution, action)
         return implementation(execution, action, *args)
 
 
-def _describe_action(span: Any, execution: Any, action: str) -> None:
+def _describe_action(span: Any, execution: Any, action: str) -> dict[str, Any] | None:
+    """Name the span now; return its workflow attributes, recorded when it ends.
+
+    Design decision: the attributes ride on the operation's single end-of-span recording
+    (``operation.late_attributes``) instead of a ``set_attributes`` call of their own: one
+    SDK call per action instead of two (bench_end_to_end: ~12 us per action before).
+    """
     try:
         workflow_class = execution.workflow_class
         step = execution.current_step
@@ -63,9 +71,9 @@ def _describe_action(span: Any, execution: Any, action: str) -> None:
         if target is not None and action in target.actions:
             attributes[attr.STEP_TO] = target.actions[action]
         span.update_name(name)
-        span.set_attributes(attributes)
+        return attributes
     except Exception:  # e.g. a detached execution: the action itself reports that, typed
-        pass
+        return None
 
 
 def _import_path(workflow: Any) -> str:

@@ -32,9 +32,9 @@ Design decisions:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, literal, select
+from sqlalchemy import Table, delete, func, insert, literal, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.exc import StaleDataError
@@ -46,6 +46,8 @@ from ...workflows._side_tables import MOVED, REMOVED, WorkflowContextBlob, Workf
 from ...workflows.errors import DetachedExecutionError, StaleExecutionError
 from ._redaction import shown_key
 
+_LIVE = cast(Table, WorkflowTransition.__table__)
+_ARCHIVE = cast(Table, WorkflowTransitionArchive.__table__)
 _TRANSITION_COLUMNS = ("id", "execution_id", "from_step", "to_step", "action", "user", "at", "additional_context")
 
 
@@ -188,7 +190,7 @@ def restore(session: Session, execution: WorkflowExecution) -> RestoreResult:
                                 .order_by(WorkflowContextBlob.id)).all()
         for blob in blobs:
             current = context.get(blob.key)
-            if blob.kind == MOVED and is_reference(current) and current["id"] == blob.id:
+            if blob.kind == MOVED and is_reference(current) and cast(dict, current)["id"] == blob.id:
                 context[blob.key] = blob.value
                 restored_values += 1
             elif blob.kind == REMOVED and blob.key not in context:
@@ -220,7 +222,7 @@ def session_of(execution: WorkflowExecution) -> Session:
 
 
 def _archive(session: Session, execution: WorkflowExecution, keep: int) -> int:
-    live = WorkflowTransition.__table__
+    live = _LIVE
     mine = live.c.execution_id == execution.id
     condition: Any = mine
     if keep > 0:
@@ -231,7 +233,7 @@ def _archive(session: Session, execution: WorkflowExecution, keep: int) -> int:
     count = session.scalar(select(func.count()).select_from(live).where(condition)) or 0
     if count:
         columns = [live.c[name] for name in _TRANSITION_COLUMNS]
-        session.execute(insert(WorkflowTransitionArchive.__table__).from_select(
+        session.execute(insert(_ARCHIVE).from_select(
             list(_TRANSITION_COLUMNS) + ["archived_at"],
             select(*columns, literal(utcnow(), UTCDateTime())).where(condition)))
         session.execute(delete(WorkflowTransition).where(
@@ -242,11 +244,11 @@ def _archive(session: Session, execution: WorkflowExecution, keep: int) -> int:
 
 
 def _unarchive(session: Session, execution: WorkflowExecution) -> int:
-    archive = WorkflowTransitionArchive.__table__
+    archive = _ARCHIVE
     mine = archive.c.execution_id == execution.id
     count = session.scalar(select(func.count()).select_from(archive).where(mine)) or 0
     if count:
-        session.execute(insert(WorkflowTransition.__table__).from_select(
+        session.execute(insert(_LIVE).from_select(
             list(_TRANSITION_COLUMNS), select(*(archive.c[name] for name in _TRANSITION_COLUMNS)).where(mine)))
         session.execute(delete(archive).where(mine))
         session.expire(execution, ["transitions"])

@@ -2,7 +2,7 @@
 
     >>> result, metrics = measure(lambda: onboard(employee), label="onboard")
     >>> metrics.queries, metrics.queries_per_operation("EmployeeOnboarding.complete_orientation")
-    (38, 6.0)
+    (38, 8.0)
 
 Every before/after number an optimizer reports comes from here, so "fewer queries" is always
 two measurements of the same code, never an estimate.
@@ -83,10 +83,9 @@ def measure_spans(fn: Callable[[], T], label: str = "flowscope.measure") -> tupl
     if root is None:             # pushed out of the span store already (or sampled out)
         return result, RunMetrics(label, elapsed_ms, 0, 0.0), []
     below = descendants(trace, context.span_id)
-    a = root.attributes or {}
     return result, RunMetrics(
-        label=label, duration_ms=_duration_ms(root), queries=int(a.get(attr.QUERY_COUNT, 0)),
-        query_ms=float(a.get(attr.QUERY_DURATION_MS, 0.0)), operations=_per_operation(below)), [root] + below
+        label=label, duration_ms=_duration_ms(root), queries=int(number(root, attr.QUERY_COUNT)),
+        query_ms=number(root, attr.QUERY_DURATION_MS), operations=_per_operation(below)), [root] + below
 
 
 def descendants(spans: list[ReadableSpan], root_span_id: int) -> list[ReadableSpan]:
@@ -118,9 +117,15 @@ def _per_operation(spans: list[ReadableSpan]) -> tuple[OperationQueries, ...]:
     return tuple(
         OperationQueries(
             operation=name, count=len(group),
-            queries_per_operation=sum(int((s.attributes or {}).get(attr.QUERY_COUNT, 0)) for s in group) / len(group),
+            queries_per_operation=sum(number(s, attr.QUERY_COUNT) for s in group) / len(group),
             ms_per_operation=sum(_duration_ms(s) for s in group) / len(group))
         for name, group in grouped.items())
+
+
+def number(span: ReadableSpan, key: str) -> float:
+    """A numeric span attribute, 0 when absent (or not a number)."""
+    value = (span.attributes or {}).get(key)
+    return float(value) if isinstance(value, (int, float)) else 0.0
 
 
 def _duration_ms(span: ReadableSpan) -> float:

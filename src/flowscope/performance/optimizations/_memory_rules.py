@@ -31,6 +31,7 @@ from ...telemetry import _attributes as attr
 from ...workflows._context_refs import is_reference, json_size
 from .. import _findings
 from ._compaction import MemoryPolicy
+from ._measure import number
 from ._recommendation import Evidence, Recommendation
 from ._redaction import shown_key
 from ._severity import severity
@@ -80,11 +81,11 @@ def memory_trend(subject: str, spans: list[ReadableSpan], thresholds: _findings.
     operations = sorted((s for s in outermost(spans) if s.start_time is not None), key=lambda s: s.start_time or 0)
     if len(operations) < thresholds.memory_trend_operations:
         return None
-    first = operations[0].attributes or {}
-    level = int(first.get(attr.RSS_BYTES, 0)) - int(first.get(attr.RSS_DELTA_BYTES, 0))
+    first = operations[0]
+    level = int(number(first, attr.RSS_BYTES) - number(first, attr.RSS_DELTA_BYTES))
     start, grew = level, 0
     for span in operations:
-        rss = int((span.attributes or {}).get(attr.RSS_BYTES, 0))
+        rss = int(number(span, attr.RSS_BYTES))
         grew += rss > level
         level = rss
     growth = level - start

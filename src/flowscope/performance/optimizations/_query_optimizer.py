@@ -6,7 +6,7 @@
     >>> optimizer.enable_caching(["workflow_definition", "step_definitions", "available_actions"])
     >>> comparison = optimizer.optimize_queries_for_operation("sign_off", sign_off_in_a_new_session)
     >>> comparison.queries_before, comparison.queries_after
-    (10, 2)
+    (10, 3)
 
 Data: with an execution, its operation spans in the span store (engine actions and
 ``Monitor`` operations); without, everything the aggregating processor has seen. Findings are
@@ -58,7 +58,8 @@ class QueryOptimizer:
     def __init__(self, workflow_execution: WorkflowExecution | None = None, *, engine: Engine | None = None,
                  thresholds: _findings.Thresholds | None = None) -> None:
         if workflow_execution is not None and not isinstance(workflow_execution, WorkflowExecution):
-            raise TypeError(f"QueryOptimizer needs a WorkflowExecution or None, got {type(workflow_execution).__name__}")
+            raise TypeError("QueryOptimizer needs a WorkflowExecution or None, "
+                            f"got {type(workflow_execution).__name__}")
         self.execution = workflow_execution
         self.execution_id: int | None = None
         if workflow_execution is not None:

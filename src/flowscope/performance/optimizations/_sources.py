@@ -23,6 +23,7 @@ from ...telemetry import Telemetry, fingerprint, frame_of, operation_spans
 from ...telemetry import _attributes as attr
 from ...telemetry._frames import OTHER_STATEMENT
 from .. import _findings
+from ._measure import number
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def spans_data(spans: list[ReadableSpan]) -> QueryData:
     return QueryData(
         statements=tuple(_findings.observations_from_spans(spans)),
         operations=tuple(_findings.operation_observations_from_spans(spans)),
-        total_queries=sum(int((s.attributes or {}).get(attr.QUERY_COUNT, 0)) for s in outermost(spans)),
+        total_queries=int(sum(number(s, attr.QUERY_COUNT) for s in outermost(spans))),
         examples=example_statements(spans), spans=tuple(spans))
 
 
