@@ -80,6 +80,7 @@ def test_the_environment_variable_alone_instruments_and_exports_every_action(run
 # --- opentelemetry-instrument -------------------------------------------------------------------------
 
 
+@pytest.mark.otel_sqlalchemy
 def test_opentelemetry_instrument_picks_flowscope_up_and_keeps_the_distros_provider(runs):
     result, spans, stderr = runs["otel-instrument"]
     assert result["exporter"] == "owner's"        # the distro's provider, flowscope's processors added
@@ -88,6 +89,7 @@ def test_opentelemetry_instrument_picks_flowscope_up_and_keeps_the_distros_provi
     check_action_spans(spans, result)
 
 
+@pytest.mark.otel_sqlalchemy
 def test_sqlalchemy_query_spans_nest_under_the_action_spans_and_match_the_query_count(runs):
     result, spans, _ = runs["otel-instrument"]
     named = by_name(spans)
@@ -101,6 +103,7 @@ def test_sqlalchemy_query_spans_nest_under_the_action_spans_and_match_the_query_
     assert len(selects) >= 10, "the planted N+1 shows as one query span per onboarding task"
 
 
+@pytest.mark.otel_sqlalchemy
 def test_query_spans_are_not_flowscope_operations_so_nothing_is_counted_twice(runs):
     result, spans, _ = runs["otel-instrument"]
     queries = [s for s in spans if "db.statement" in s["attributes"] or "db.query.text" in s["attributes"]]

@@ -76,7 +76,7 @@ def test_running_the_demo_again_replaces_only_earlier_demo_data(database_url: st
     engine = create_engine(database_url)
     with Session(engine) as session:   # the demo's runs plus its optimization loop's re-runs
         left_by_first = session.scalar(select(func.count()).select_from(WorkflowExecution).where(
-            WorkflowExecution.id != unrelated_id))
+            WorkflowExecution.workflow_class.in_([w.import_path() for w in EXAMPLE_WORKFLOWS])))
     engine.dispose()
     second = run_demo(database_url, executions_per_workflow=3)
 

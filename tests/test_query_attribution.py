@@ -196,6 +196,7 @@ def statement_spans(telemetry):
             and s.name != "connect"]
 
 
+@pytest.mark.otel_sqlalchemy
 def test_sqlalchemy_instrumentation_query_spans_are_children_of_the_operation(
         telemetry, sqlalchemy_instrumented: Engine):
     with sqlalchemy_instrumented.connect() as conn:
@@ -209,6 +210,7 @@ def test_sqlalchemy_instrumentation_query_spans_are_children_of_the_operation(
     assert all(q.parent is not None and q.parent.span_id == operation_span_id for q in queries)
 
 
+@pytest.mark.otel_sqlalchemy
 def test_with_sqlalchemy_instrumentation_each_statement_is_counted_once(
         telemetry, sqlalchemy_instrumented: Engine):
     executed: list[str] = []

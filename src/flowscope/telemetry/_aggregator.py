@@ -27,6 +27,7 @@ Design decisions:
 from __future__ import annotations
 
 import threading
+from math import ceil, log
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -40,7 +41,6 @@ from opentelemetry.trace import StatusCode
 from . import _attributes as attr
 from ._frames import claim_frames, pending_frames
 from ._queries import fingerprint, is_read_statement
-from ._span_store import frame_of
 
 _OPERATION = attr.OPERATION
 _RSS_DELTA_BYTES = attr.RSS_DELTA_BYTES
@@ -72,6 +72,44 @@ class _CountStore(DenseStore):
         count = bins[index]
         bins[index] = count + weight if count else weight
         self.count += weight
+
+
+def _mapping_key(mapping: LogarithmicMapping) -> Any:
+    """``mapping.key`` as one expression (two method calls fewer per span), if it is exactly that.
+
+    ``LogarithmicMapping.key(v)`` is ``int(ceil(log(v, 2) * multiplier) + offset)``; the inlined
+    form is used only when it gives the same key as the mapping itself over the range of
+    durations (1 ns to ~8 days, in ms, 5% apart), so a ddsketch release that computes keys
+    otherwise falls back to ``mapping.key``.
+    """
+    try:
+        multiplier, offset = mapping._multiplier, mapping._offset
+
+        def key(value: float) -> int:
+            return int(ceil(log(value, 2) * multiplier) + offset)
+
+        samples = [1e-6 * 1.05 ** i for i in range(700)]
+        if type(mapping) is LogarithmicMapping and all(key(v) == mapping.key(v) for v in samples):
+            return key
+    except Exception:
+        pass
+    return mapping.key
+
+
+_sketch_key = _mapping_key(_MAPPING)
+
+
+def _sketch_internals_known() -> bool:
+    """Whether on_end may update a sketch's fields itself (the ones ``BaseDDSketch.add`` and
+    ``DenseStore.add`` update, in ddsketch 3.x); otherwise it calls ``sketch.add``."""
+    sketch = BaseDDSketch(mapping=_MAPPING, store=_CountStore(_STORE_CHUNK),
+                          negative_store=DenseStore(_STORE_CHUNK), zero_count=0)
+    store = sketch._store
+    return (all(hasattr(sketch, a) for a in ("_count", "_sum", "_min", "_max"))
+            and all(hasattr(store, a) for a in ("min_key", "max_key", "offset", "bins", "count")))
+
+
+_INLINE_SKETCH = _sketch_internals_known()
 
 
 def _new_sketch() -> BaseDDSketch:
@@ -222,7 +260,8 @@ class BottleneckSpanProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         # Runs on the application's thread for every span: reads are hoisted out of the lock,
-        # attributes are read from one plain-dict copy (see _plain_dict).
+        # attributes are read from one plain-dict copy (see _plain_dict), and the per-span
+        # updates are written out inline (see "on_end" in the module docstring).
         attributes = _plain_dict(span.attributes)
         name = attributes.get(_OPERATION)
         if name is None:
@@ -231,7 +270,7 @@ class BottleneckSpanProcessor(SpanProcessor):
         if start is None or end is None:
             return
         duration_ms = (end - start) / 1e6
-        frame = frame_of(span)
+        frame = getattr(span, "_flowscope_frame", None)   # frame_of(span), inlined
         if frame is None:
             context = span.context
             if context is not None:
@@ -244,6 +283,8 @@ class BottleneckSpanProcessor(SpanProcessor):
         peak_increase = get(_PEAK_INCREASE_BYTES, 0)
         queries = get(_QUERY_COUNT, 0)
         query_ms = get(_QUERY_DURATION_MS, 0.0)
+        sketched = duration_ms if duration_ms > 1e-6 else 1e-6
+        key = _sketch_key(sketched)
         with self._lock:
             acc = self._operations.get(name)
             if acc is None:
@@ -256,43 +297,115 @@ class BottleneckSpanProcessor(SpanProcessor):
             acc.count += 1
             if failed:
                 acc.errors += 1
-            acc.sketch.add(duration_ms if duration_ms > 1e-6 else 1e-6, 1)   # int weight: _CountStore
-            acc.duration.add(duration_ms)
-            acc.rss_delta.add(rss_delta)
-            acc.peak_increase.add(peak_increase)
-            acc.queries.add(queries)
-            acc.query_ms.add(query_ms)
+            # acc.sketch.add(sketched, 1), inlined: the key is computed above, outside the lock
+            sketch = acc.sketch
+            if _INLINE_SKETCH:
+                store = sketch._store
+                if store.min_key <= key <= store.max_key:
+                    bins = store.bins
+                    index = key - store.offset
+                    count = bins[index]
+                    bins[index] = count + 1 if count else 1     # int counts: _CountStore
+                    store.count += 1
+                else:
+                    store.add(key, 1)                            # grows the bins
+                sketch._count += 1
+                sketch._sum += sketched
+                if sketched < sketch._min:
+                    sketch._min = sketched
+                if sketched > sketch._max:
+                    sketch._max = sketched
+            else:
+                sketch.add(sketched, 1)
+            # _Running.add of each measure, inlined
+            r = acc.duration
+            r.n += 1
+            r.total += duration_ms
+            if duration_ms < r.low:
+                r.low = duration_ms
+            if duration_ms > r.high:
+                r.high = duration_ms
+            r = acc.rss_delta
+            r.n += 1
+            r.total += rss_delta
+            if rss_delta < r.low:
+                r.low = rss_delta
+            if rss_delta > r.high:
+                r.high = rss_delta
+            r = acc.peak_increase
+            r.n += 1
+            r.total += peak_increase
+            if peak_increase < r.low:
+                r.low = peak_increase
+            if peak_increase > r.high:
+                r.high = peak_increase
+            r = acc.queries
+            r.n += 1
+            r.total += queries
+            if queries < r.low:
+                r.low = queries
+            if queries > r.high:
+                r.high = queries
+            r = acc.query_ms
+            r.n += 1
+            r.total += query_ms
+            if query_ms < r.low:
+                r.low = query_ms
+            if query_ms > r.high:
+                r.high = query_ms
             if frame is not None and frame.statements:
                 self._add_statements(acc, frame.statements, span)
 
     def _add_statements(self, acc: _OperationAccumulator, statements: dict, span: ReadableSpan) -> None:
         # One fingerprint per span first: raw statements that differ only in inlined literals or
         # IN-list lengths are one statement run sum(count) times in this span (an N+1 pattern),
-        # not several statements run once each.
-        groups: dict[str, list[Any]] = {}
+        # not several statements run once each. Most fingerprints have one raw statement: a
+        # group is that tally itself, a list only when a second statement shares its fingerprint.
+        groups: dict[str, Any] = {}
         for statement, tally in statements.items():
-            groups.setdefault(fingerprint(statement), []).append(tally)
-        for key, tallies in groups.items():
-            fp = acc.fingerprints.get(key)
+            key = fingerprint(statement)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = tally
+            elif type(group) is list:
+                group.append(tally)
+            else:
+                groups[key] = [group, tally]
+        fingerprints = acc.fingerprints
+        for key, group in groups.items():
+            fp = fingerprints.get(key)
             if fp is None:
-                if len(acc.fingerprints) >= self.max_fingerprints:
+                if len(fingerprints) >= self.max_fingerprints:
                     acc.overflow_fingerprints += 1
                     key = OTHER
-                    fp = acc.fingerprints.get(OTHER)
+                    fp = fingerprints.get(OTHER)
                 if fp is None:
-                    fp = acc.fingerprints[key] = _FingerprintAccumulator()
-            count = 0
-            distinct = 0
-            identical = 0
-            for tally in tallies:
-                count += tally.count
-                fp.seconds += tally.seconds
-                distinct += tally.distinct_parameter_sets   # other literals: other parameters
-                identical = max(identical, tally.most_identical)
-                if tally.relationship is not None:
-                    fp.relationship = tally.relationship
-                if tally.call_site is not None and fp.call_site is None:
-                    fp.call_site = tally.call_site
+                    fp = fingerprints[key] = _FingerprintAccumulator()
+            if type(group) is list:
+                count = 0
+                distinct = 0
+                identical = 0
+                for tally in group:
+                    count += tally.count
+                    fp.seconds += tally.seconds
+                    sets = tally.parameter_sets
+                    distinct += len(sets)                     # other literals: other parameters
+                    if sets:
+                        identical = max(identical, max(sets.values()))
+                    if tally.relationship is not None:
+                        fp.relationship = tally.relationship
+                    if tally.call_site is not None and fp.call_site is None:
+                        fp.call_site = tally.call_site
+            else:
+                count = group.count
+                fp.seconds += group.seconds
+                sets = group.parameter_sets
+                distinct = len(sets)
+                identical = max(sets.values()) if sets else 0
+                if group.relationship is not None:
+                    fp.relationship = group.relationship
+                if group.call_site is not None and fp.call_site is None:
+                    fp.call_site = group.call_site
             fp.executions += count
             fp.spans += 1
             if count > fp.max_repeats:
@@ -300,8 +413,10 @@ class BottleneckSpanProcessor(SpanProcessor):
                 context = span.context
                 fp.example_trace_id = context.trace_id if context else 0
                 fp.example_span_id = context.span_id if context else 0
-            fp.max_distinct = max(fp.max_distinct, distinct)
-            fp.max_identical = max(fp.max_identical, identical)
+            if distinct > fp.max_distinct:
+                fp.max_distinct = distinct
+            if identical > fp.max_identical:
+                fp.max_identical = identical
 
     def shutdown(self) -> None:
         pass

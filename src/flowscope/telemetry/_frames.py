@@ -18,6 +18,7 @@ import contextlib
 import contextvars
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy
@@ -100,6 +101,8 @@ class OperationFrame:
             self.pending_relationship = None
         if tally.count == 2 and tally.call_site is None:
             tally.call_site = application_call_site()   # only statements that repeat pay this
+            if repeat_watch.hook is not None:
+                repeat_watch.hook(statement)
         key = _parameter_key(parameters)
         sets = tally.parameter_sets
         if key in sets:
@@ -168,6 +171,15 @@ def _parameter_key(parameters: Any) -> int:
     except TypeError:
         pass
     return hash(repr(parameters))
+
+
+class _RepeatWatch:
+    """``hook(statement)`` runs when a statement repeats inside one operation (see _queries)."""
+
+    hook: Callable[[str], None] | None = None
+
+
+repeat_watch = _RepeatWatch()
 
 
 current_frame: contextvars.ContextVar[OperationFrame | None] = contextvars.ContextVar(

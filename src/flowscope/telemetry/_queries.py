@@ -11,6 +11,13 @@ whole event path (~5.5 us on a 16 us query) and opentelemetry-instrumentation-sq
 ~45 us. Outside any operation the listener returns at once and SQLAlchemy executes as usual.
 A ``do_orm_execute`` listener on ``Session`` names the relationship of each ORM lazy load
 (``Class.attribute``, from the loader path) so N+1 findings can say which one to eager-load.
+It is installed only once some operation has run a SELECT a second time (the moment an N+1
+pattern can begin, where the application's call site is already looked up), not with the
+other listeners: the mere presence of any ``do_orm_execute`` listener makes SQLAlchemy build an
+``ORMExecuteState`` for every ORM execution, ~14 us each (~45 us per action of
+bench_end_to_end, whose actions never repeat a statement). Lazy loads before the install are
+not named; an N+1 finding needs five repeats, the ones after the second are. Uninstalling
+removes it with the others and re-arms the watch.
 When opentelemetry-instrumentation-sqlalchemy is also on, its cursor events still fire and its
 query spans nest under the current operation span; the count is taken here only, once.
 """
@@ -27,7 +34,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from ._frames import OperationFrame, current_frame
+from ._frames import OperationFrame, current_frame, repeat_watch
 from ._health import health
 
 _installed = False
@@ -84,7 +91,7 @@ _LISTENERS = (
 )
 
 
-def _on_orm_execute(state: Any) -> None:
+def _name_lazy_load(state: Any) -> None:
     """Name the relationship of an ORM lazy load, for the statement that runs next."""
     frame = current_frame.get()
     if frame is None:
@@ -99,6 +106,24 @@ def _on_orm_execute(state: Any) -> None:
         health.failed("naming a lazy-loaded relationship")
 
 
+_naming = False   # whether _name_lazy_load is registered
+
+
+def _on_repeated_statement(statement: str) -> None:
+    """A statement ran a second time inside one operation: from now on name lazy loads."""
+    global _naming
+    if not is_read_statement(statement):
+        return
+    try:
+        with _lock:
+            if _installed and not _naming:
+                event.listen(Session, "do_orm_execute", _name_lazy_load)
+                _naming = True
+            repeat_watch.hook = None
+    except Exception:   # never into the query that triggered it
+        health.failed("installing the lazy-load listener")
+
+
 def install_query_listeners() -> None:
     """Count queries of every SQLAlchemy engine inside flowscope operations (idempotent)."""
     global _installed
@@ -107,19 +132,27 @@ def install_query_listeners() -> None:
             return
         for name, fn in _LISTENERS:
             event.listen(Engine, name, fn)
-        event.listen(Session, "do_orm_execute", _on_orm_execute)
+        repeat_watch.hook = _on_repeated_statement   # _name_lazy_load comes with the first repeat
         _installed = True
 
 
 def uninstall_query_listeners() -> None:
-    global _installed
+    global _installed, _naming
     with _lock:
         if not _installed:
             return
+        repeat_watch.hook = None
         for name, fn in _LISTENERS:
             event.remove(Engine, name, fn)
-        event.remove(Session, "do_orm_execute", _on_orm_execute)
+        if _naming:
+            event.remove(Session, "do_orm_execute", _name_lazy_load)
+            _naming = False
         _installed = False
+
+
+def lazy_load_naming_installed() -> bool:
+    """Whether the ``do_orm_execute`` listener is registered (after the first repeated SELECT)."""
+    return _naming
 
 
 def query_listeners_installed() -> bool:
