@@ -168,11 +168,24 @@ def uninstrumented() -> Iterator[None]:
 
 
 def listeners_present() -> list[bool]:
-    """For each of flowscope's SQLAlchemy listeners, whether it is registered."""
-    present = [event.contains(Engine, name, fn) for name, fn in _queries._LISTENERS]
-    if hasattr(_queries, "_on_orm_execute"):
-        present.append(event.contains(Session, "do_orm_execute", _queries._on_orm_execute))
-    return present
+    """For each of flowscope's engine-level SQLAlchemy listeners, whether it is registered."""
+    return [event.contains(Engine, name, fn) for name, fn in _queries._LISTENERS]
+
+
+def test_lazy_load_naming_is_installed_by_the_first_repeated_select_and_removed_by_uninstrument(
+        telemetry, engine: Engine):
+    with uninstrumented():
+        assert not _queries.lazy_load_naming_installed()
+        assert not event.contains(Session, "do_orm_execute", _queries._name_lazy_load)
+    # Re-instrumented: nothing has repeated yet, so the ORM listener is not paid for.
+    assert not _queries.lazy_load_naming_installed()
+    with engine.connect() as conn, flowscope.operation("repeats"):
+        conn.execute(text("SELECT 1 WHERE 1 = :x"), {"x": 1})
+        conn.execute(text("SELECT 1 WHERE 1 = :x"), {"x": 2})
+    assert _queries.lazy_load_naming_installed()
+    assert event.contains(Session, "do_orm_execute", _queries._name_lazy_load)
+    with uninstrumented():
+        assert not event.contains(Session, "do_orm_execute", _queries._name_lazy_load)
 
 
 def test_uninstrument_removes_the_engine_wrappers(telemetry):

@@ -22,6 +22,18 @@ Design decisions:
   ``OTHER`` bucket and is counted, as do operations beyond the operation cap.
 - One lock; the work per span is constant, bounded by the number of distinct statements the
   span ran (itself capped per operation frame).
+- ``on_end`` is on the application's thread for every span, so its updates are written out
+  inline: the sketch's bin increment (``DDSketch.add`` -> ``mapping.key`` -> ``_log_gamma``
+  -> ``store.add`` -> ``_get_index``: five Python calls) and the five ``_Running.add`` calls.
+  The inlined key is used only if it equals ``mapping.key`` at import (``_mapping_key``), the
+  inlined bin update only if the sketch has the fields ddsketch 3.x updates
+  (``_INLINE_SKETCH``), else ``sketch.add``. In ``_add_statements`` a fingerprint with one raw
+  statement (the usual case) is not wrapped in a list. Measured (bench_operation_overhead,
+  "aggregation" line, CPU min per span): 7.4 -> 5.9-6.3 us. The statistics are unchanged: the
+  frozen ``OperationStats`` of 20,000 synthetic spans (random durations, statements, errors,
+  operation and fingerprint overflow) compared equal to those of the previous implementation.
+  Most of what remains is not instruction count but cache misses: the same ``on_end`` costs
+  ~3 us when run back to back over stored spans and ~4.5 us between span creations.
 """
 
 from __future__ import annotations

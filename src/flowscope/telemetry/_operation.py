@@ -30,7 +30,10 @@ Design decisions:
   _immutable/maxlen/max_value_len``), so it is guarded twice: at import a probe span must
   behave exactly as ``set_attributes`` would (``_DIRECT_ATTRIBUTES``), and per call anything
   unexpected (another Span class, a value that would need cleaning, a full span) falls back to
-  ``set_attributes``. bench_operation_overhead: operation() 42.9 -> ~38.5 us per span.
+  ``set_attributes``. bench_operation_overhead (CPU min per span): the "operation() itself"
+  line (operation() over a bare span given the same attributes through set_attributes and
+  aggregated) went from 6.6 to 4.2-4.8 us; the instrumentor's actions make one attribute call
+  instead of two.
 """
 
 from __future__ import annotations
