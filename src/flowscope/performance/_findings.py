@@ -23,6 +23,7 @@ from ..telemetry import OperationStats, fingerprint, frame_of
 from ..telemetry._frames import StatementTally
 from ..telemetry._queries import is_read_statement
 from .optimizations._recommendation import Evidence, Recommendation, Savings
+from .optimizations._severity import severity
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ def _statement_rules(obs: StatementObservation, t: Thresholds) -> list[Recommend
             suggestion = ("Load these rows in one query: fetch them with one WHERE ... IN (...) query "
                           "before the loop, or eager-load the relationship the loop touches.")
         out.append(Recommendation(
-            kind="n_plus_one", severity=_scaled(obs.distinct_parameter_sets, t.n_plus_one),
+            kind="n_plus_one", severity=severity(obs.distinct_parameter_sets, t.n_plus_one),
             operation=obs.operation,
             message=(f"N+1 query pattern in {obs.operation}: {cause} ran {obs.executions} queries in a "
                      f"single operation with {obs.distinct_parameter_sets} different parameter sets{where}"),
@@ -181,7 +182,7 @@ def _statement_rules(obs: StatementObservation, t: Thresholds) -> list[Recommend
                                       milliseconds=round(per_query_ms * (obs.distinct_parameter_sets - 1), 3))))
     if obs.most_identical >= t.repeated_query:
         out.append(Recommendation(
-            kind="repeated_query", severity=_scaled(obs.most_identical, t.repeated_query),
+            kind="repeated_query", severity=severity(obs.most_identical, t.repeated_query),
             operation=obs.operation,
             message=(f"Repeated identical query in {obs.operation}: the same statement with the same "
                      f"parameters ran {obs.most_identical} times in one operation"),
@@ -192,7 +193,7 @@ def _statement_rules(obs: StatementObservation, t: Thresholds) -> list[Recommend
                                       milliseconds=round(per_query_ms * (obs.most_identical - 1), 3))))
     if per_query_ms >= t.slow_query_ms:
         out.append(Recommendation(
-            kind="slow_query", severity=_scaled(per_query_ms, t.slow_query_ms), operation=obs.operation,
+            kind="slow_query", severity=severity(per_query_ms, t.slow_query_ms), operation=obs.operation,
             message=f"Slow query in {obs.operation}: {per_query_ms:.1f} ms per execution",
             suggestion=("Check its plan (QueryOptimizer.optimization_report(explain=True)) for a full "
                         "scan that an index would avoid."),
@@ -245,7 +246,7 @@ def operation_findings(observations: Iterable[OperationObservation], t: Threshol
         ids = dict(trace_id=op.trace_id or None, span_id=op.span_id or None)
         if op.duration_ms >= t.slow_operation_ms:
             keep("slow_operation", op, op.duration_ms, Recommendation(
-                kind="slow_operation", severity=_scaled(op.duration_ms, t.slow_operation_ms),
+                kind="slow_operation", severity=severity(op.duration_ms, t.slow_operation_ms),
                 operation=op.operation,
                 message=f"Slow operation {op.operation}: {op.duration_ms:.1f} ms",
                 suggestion=("Profile it (flowscope bench / Benchmark.benchmark_operation) and check its "
@@ -254,7 +255,7 @@ def operation_findings(observations: Iterable[OperationObservation], t: Threshol
                                   spans=op.count, **ids)))
         if op.query_count >= t.high_query_count:
             keep("high_query_count", op, op.query_count, Recommendation(
-                kind="high_query_count", severity=_scaled(op.query_count, t.high_query_count),
+                kind="high_query_count", severity=severity(op.query_count, t.high_query_count),
                 operation=op.operation,
                 message=f"{op.operation} runs {op.query_count:.0f} queries",
                 suggestion="Batch them: eager-load relationships and replace per-row queries with set-based ones.",
@@ -263,7 +264,7 @@ def operation_findings(observations: Iterable[OperationObservation], t: Threshol
                 estimated_savings=Savings(queries=int(op.query_count - t.high_query_count))))
         if op.rss_delta_bytes >= t.memory_growth_bytes:
             keep("memory_growth", op, op.rss_delta_bytes, Recommendation(
-                kind="memory_growth", severity=_scaled(op.rss_delta_bytes, t.memory_growth_bytes),
+                kind="memory_growth", severity=severity(op.rss_delta_bytes, t.memory_growth_bytes),
                 operation=op.operation,
                 message=f"{op.operation} grew resident memory by {op.rss_delta_bytes / 1048576:.1f} MiB",
                 suggestion=("Stream or batch large data instead of holding it, and keep large values out "
@@ -272,10 +273,3 @@ def operation_findings(observations: Iterable[OperationObservation], t: Threshol
                                   spans=op.count, **ids)))
     return [rec for _, rec in worst.values()]
 
-
-def _scaled(measured: float, threshold: float) -> str:
-    if measured >= 4 * threshold:
-        return "high"
-    if measured >= 2 * threshold:
-        return "medium"
-    return "low"

@@ -1,4 +1,4 @@
-"""Severity from how far a measurement is past its threshold (the rule ``_findings`` uses too).
+"""Severity from how far a measurement is past its threshold (every finding rule uses this).
 
     >>> severity(12, 5), severity(5, 5), severity(20, 5)
     ('medium', 'low', 'high')
