@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from support.e2e import BIN, by_name, check_action_spans, run_example_app, shared_phoenix, wait_for_app_spans
-from support.phoenix import PhoenixServer
 
 OTEL_INSTRUMENT = str(BIN / "opentelemetry-instrument")
 # The distro defaults every signal to OTLP; Phoenix receives traces only.

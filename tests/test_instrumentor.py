@@ -29,7 +29,7 @@ import flowscope
 from flowscope.telemetry import FlowscopeInstrumentor
 from flowscope.telemetry import _attributes as attr
 from flowscope.telemetry import _queries
-from flowscope.workflows import Workflow, WorkflowExecution, _runtime, on, start_workflow, step
+from flowscope.workflows import Workflow, _runtime, on, start_workflow, step
 
 
 class Approval(Workflow):
