@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from time import perf_counter, process_time
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 # The scripts import flowscope from the source tree even when it is not pip-installed.
 _SRC = Path(__file__).resolve().parent.parent / "src"
@@ -203,3 +204,18 @@ def pristine_dialect(engine, pristine: bool) -> None:  # type: ignore[no-untyped
         engine.dialect._has_events = False
     else:
         engine.dialect.__dict__.pop("_has_events", None)
+
+
+class DiscardingExporter(SpanExporter):
+    """Accepts every batch and throws it away (counts the spans, to prove none was dropped)."""
+
+    def __init__(self) -> None:
+        self.exported = 0
+
+    def export(self, spans):  # type: ignore[no-untyped-def]
+        self.exported += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+

@@ -47,10 +47,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from _harness import Report, Variant, env_int, interleave, pristine_dialect, print_samples, ratio
+from _harness import DiscardingExporter, Report, Variant, env_int, interleave, pristine_dialect, print_samples, ratio
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 TARGET = 0.9
 CHUNK = env_int("BENCH_CHUNK", 2000)
@@ -59,16 +59,6 @@ EXECUTIONS = 20
 SQLITE_DEFAULTS = os.environ.get("BENCH_SQLITE_DEFAULTS", "") == "1"
 
 
-class DiscardingExporter(SpanExporter):
-    def __init__(self) -> None:
-        self.exported = 0
-
-    def export(self, spans):  # type: ignore[no-untyped-def]
-        self.exported += len(spans)
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        pass
 
 
 provider = TracerProvider()

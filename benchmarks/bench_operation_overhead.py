@@ -46,10 +46,10 @@ which operation() no longer pays at the end; that saving shows in "operation() i
 
 from __future__ import annotations
 
-from _harness import Report, env_int, interleave, print_samples, ratio
+from _harness import DiscardingExporter, Report, env_int, interleave, print_samples, ratio
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 TARGET = 1.3
 CHUNK = env_int("BENCH_CHUNK", 2000)
@@ -57,18 +57,6 @@ ROUNDS = env_int("BENCH_ROUNDS", 21)
 NAME = "bench.op"
 
 
-class DiscardingExporter(SpanExporter):
-    """Accepts every batch and throws it away (counts the spans, to prove none was dropped)."""
-
-    def __init__(self) -> None:
-        self.exported = 0
-
-    def export(self, spans):  # type: ignore[no-untyped-def]
-        self.exported += len(spans)
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        pass
 
 
 provider = TracerProvider()

@@ -37,10 +37,10 @@ processor, its export thread charged, measures ~60 us, ~5x, here).
 
 from __future__ import annotations
 
-from _harness import Report, Variant, env_int, interleave, pristine_dialect, print_samples, ratio
+from _harness import DiscardingExporter, Report, Variant, env_int, interleave, pristine_dialect, print_samples, ratio
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 TARGET = 1.3
 CHUNK = env_int("BENCH_CHUNK", 2000)
@@ -48,16 +48,6 @@ ROUNDS = env_int("BENCH_ROUNDS", 15)
 ROWS = 100
 
 
-class DiscardingExporter(SpanExporter):
-    def __init__(self) -> None:
-        self.exported = 0
-
-    def export(self, spans):  # type: ignore[no-untyped-def]
-        self.exported += len(spans)
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        pass
 
 
 provider = TracerProvider()
