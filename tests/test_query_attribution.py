@@ -87,6 +87,18 @@ def test_a_thread_started_inside_an_operation_does_not_add_to_it(telemetry, engi
 # --- asyncio ------------------------------------------------------------------------------------
 
 
+async def gather_on_own_connections(engine: Engine, counts: dict[str, int], task) -> None:
+    """Run ``task(name, n, conn)`` for every count at once, each on its own open connection."""
+    conns = [engine.connect() for _ in counts]
+    try:
+        for conn in conns:
+            conn.execute(text("SELECT 1")).all()   # connected before the tasks start
+        await asyncio.gather(*(task(name, n, conn) for (name, n), conn in zip(counts.items(), conns)))
+    finally:
+        for conn in conns:
+            conn.close()
+
+
 def test_interleaved_asyncio_tasks_each_count_exactly_their_own_queries(telemetry, engine: Engine):
     counts = expected_counts()
     order: list[str] = []
@@ -98,17 +110,7 @@ def test_interleaved_asyncio_tasks_each_count_exactly_their_own_queries(telemetr
                 order.append(name)
                 await asyncio.sleep(0)                      # the next task runs its query now
 
-    async def main() -> None:
-        conns = [engine.connect() for _ in counts]
-        try:
-            for conn in conns:
-                conn.execute(text("SELECT 1")).all()
-            await asyncio.gather(*(task(name, n, conn) for (name, n), conn in zip(counts.items(), conns)))
-        finally:
-            for conn in conns:
-                conn.close()
-
-    asyncio.run(main())
+    asyncio.run(gather_on_own_connections(engine, counts, task))
 
     assert order[:WORKERS] == list(counts)                  # the tasks really did interleave
     assert query_counts(telemetry, counts) == {name: [n] for name, n in counts.items()}
@@ -129,23 +131,13 @@ def test_asyncio_tasks_running_queries_in_worker_threads_each_count_exactly_thei
             await asyncio.sleep(0)
             await asyncio.to_thread(run, conn, n - half)
 
-    async def main() -> None:
-        conns = [engine.connect() for _ in counts]
-        try:
-            for conn in conns:
-                conn.execute(text("SELECT 1")).all()
-            await asyncio.gather(*(task(name, n, conn) for (name, n), conn in zip(counts.items(), conns)))
-        finally:
-            for conn in conns:
-                conn.close()
-
-    asyncio.run(main())
+    asyncio.run(gather_on_own_connections(engine, counts, task))
 
     assert query_counts(telemetry, counts) == {name: [n] for name, n in counts.items()}
 
 
 def test_nested_operations_in_concurrent_tasks_stay_in_their_own_task(telemetry, engine: Engine):
-    async def task(i: int, conn) -> None:
+    async def task(name: str, i: int, conn) -> None:
         async with flowscope.operation(f"outer-{i}"):
             conn.execute(text("SELECT 1")).all()
             await asyncio.sleep(0)
@@ -154,17 +146,7 @@ def test_nested_operations_in_concurrent_tasks_stay_in_their_own_task(telemetry,
                     conn.execute(text("SELECT 1")).all()
                     await asyncio.sleep(0)
 
-    async def main() -> None:
-        conns = [engine.connect() for _ in range(4)]
-        try:
-            for conn in conns:
-                conn.execute(text("SELECT 1")).all()
-            await asyncio.gather(*(task(i, conn) for i, conn in enumerate(conns)))
-        finally:
-            for conn in conns:
-                conn.close()
-
-    asyncio.run(main())
+    asyncio.run(gather_on_own_connections(engine, {f"task-{i}": i for i in range(4)}, task))
 
     for i in range(4):
         assert query_counts(telemetry, [f"inner-{i}"]) == {f"inner-{i}": [i + 1]}
