@@ -130,6 +130,48 @@ def test_real_operations_with_known_sleeps_are_aggregated_by_the_configured_proc
     assert stats.total_ms >= 60
 
 
+def test_operation_spans_aggregate_from_their_frame_exactly_as_from_their_attributes(telemetry, engine: Engine):
+    # flowscope.operation leaves its measures on the span's frame, and the aggregator reads
+    # them there instead of the attributes: both ways must give the same statistics.
+    with engine.connect() as conn:
+        for rows in (1, 3, 5):
+            with flowscope.operation("measured"):
+                held = bytearray(rows * 1_000_000)
+                for i in range(rows):
+                    conn.execute(text("SELECT :i"), {"i": i}).all()
+                del held
+    spans = telemetry.span_store.by_operation("measured")
+    assert all(frame_of(s) is not None and frame_of(s).measured is not None for s in spans)
+    from_frames, from_attributes = BottleneckSpanProcessor(), BottleneckSpanProcessor()
+    for span in spans:
+        from_frames.on_end(span)
+        from_attributes.on_end(ReadableSpan(   # the same span without a frame
+            name=span.name, context=SpanContext(span.context.trace_id, next(_ids), is_remote=False),
+            resource=span.resource, attributes=span.attributes, status=span.status,
+            start_time=span.start_time, end_time=span.end_time))
+    frames, attributes = from_frames.operation("measured"), from_attributes.operation("measured")
+
+    assert frames.query_count == attributes.query_count
+    assert frames.query_count.total == 9
+    assert (frames.rss_delta_bytes, frames.peak_increase_bytes, frames.query_ms) == \
+        (attributes.rss_delta_bytes, attributes.peak_increase_bytes, attributes.query_ms)
+    assert (frames.count, frames.duration_ms, frames.total_ms) == \
+        (attributes.count, attributes.duration_ms, attributes.total_ms)
+
+
+def test_the_query_tally_of_an_ended_span_is_found_before_any_aggregation(telemetry, engine: Engine):
+    # on_end only queues the span: the frame waits for the aggregator, and frame_of finds it.
+    with engine.connect() as conn:
+        with flowscope.operation("queued"):
+            conn.execute(text("SELECT 1")).all()
+            conn.execute(text("SELECT 2")).all()
+    span, = telemetry.span_store.by_operation("queued")
+
+    assert frame_of(span).query_count == 2
+    assert telemetry.aggregator.operation("queued").query_count.total == 2   # the read aggregates
+    assert frame_of(span).query_count == 2                                    # now on the span itself
+
+
 def test_reset_forgets_everything():
     processor = BottleneckSpanProcessor(max_operations=1)
     processor.on_end(finished_span("a", 1.0))
@@ -325,3 +367,35 @@ def test_concurrent_on_end_calls_lose_nothing():
     assert sum(s.errors for s in stats) == threads_n * per_thread // 10
     expected_total = sum(1.0 + (j % 7) for j in range(per_thread)) * threads_n
     assert sum(s.total_ms for s in stats) == pytest.approx(expected_total)
+
+
+def test_reads_while_other_threads_end_spans_lose_nothing():
+    # Readers aggregate the queued spans while writers keep queueing more.
+    writers_n, per_thread = 4, 3000
+    spans = [[finished_span("op", 2.0) for _ in range(per_thread)] for _ in range(writers_n)]
+    processor = BottleneckSpanProcessor()
+    done = threading.Event()
+    seen: list[int] = []
+
+    def feed(batch):
+        for span in batch:
+            processor.on_end(span)
+
+    def read():
+        while not done.is_set():
+            stats = processor.operation("op")
+            seen.append(stats.count if stats else 0)
+
+    reader = threading.Thread(target=read)
+    writers = [threading.Thread(target=feed, args=(batch,)) for batch in spans]
+    reader.start()
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    done.set()
+    reader.join()
+
+    assert processor.operation("op").count == writers_n * per_thread
+    assert seen == sorted(seen)      # counts only ever grew
+    assert len(set(seen)) > 1        # the reader did read while spans were arriving

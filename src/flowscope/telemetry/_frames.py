@@ -68,7 +68,7 @@ class OperationFrame:
     """The query tally of one open operation."""
 
     __slots__ = ("parent", "query_count", "query_seconds", "statements", "pending_relationship",
-                 "tracemalloc_baseline", "tracemalloc_peak", "closed", "context_token")
+                 "tracemalloc_baseline", "tracemalloc_peak", "closed", "context_token", "measured")
 
     def __init__(self, parent: OperationFrame | None) -> None:
         self.parent = parent
@@ -79,6 +79,9 @@ class OperationFrame:
         self.pending_relationship: str | None = None
         self.closed = False
         self.context_token: Any = None   # the OpenTelemetry context token of its span
+        # set when its span ends: (name, rss delta, peak increase, query count, query ms), the
+        # values recorded on the span, read by the aggregator instead of the span's attributes
+        self.measured: tuple[str, int, int, int, float] | None = None
         # only with FLOWSCOPE_MEMORY_PROFILE=tracemalloc: traced bytes at the start, and the
         # highest global peak seen before a nested operation reset it
         self.tracemalloc_baseline = 0

@@ -70,6 +70,7 @@ from ._export import CountingMetricExporter, destination_of, quiet_exporter_logs
 from ._health import health
 from ._probes import rss_bytes
 from ._queries import is_read_statement
+from ._span_store import frame_of
 
 OPERATION_DURATION = "workflow.operation.duration"
 DB_QUERIES = "workflow.db.queries"
@@ -150,7 +151,7 @@ class MetricsSpanProcessor(SpanProcessor):
         if len(self._pending) >= self.max_pending:
             self._drain()
         self._pending.append((name, (end - start) / 1e9, attributes.get(attr.QUERY_COUNT, 0),
-                              getattr(span, "_flowscope_frame", None)))
+                              frame_of(span)))
 
     def shutdown(self) -> None:
         pass

@@ -20,7 +20,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from . import _attributes as attr
-from ._frames import OperationFrame
+from ._frames import OperationFrame, pending_frames
 
 DEFAULT_CAPACITY = 10_000
 
@@ -81,9 +81,13 @@ class SpanStore(SpanProcessor):
 def frame_of(span: ReadableSpan) -> OperationFrame | None:
     """The query tally recorded for an operation span (``None`` for other spans).
 
-    Available once the :class:`BottleneckSpanProcessor` has seen the span (it attaches it).
+    Available while a :class:`BottleneckSpanProcessor` is installed: the frame waits in
+    ``pending_frames`` until the processor aggregates the span, then rides on the span.
     """
-    return getattr(span, "_flowscope_frame", None)
+    frame = getattr(span, "_flowscope_frame", None)
+    if frame is None and span.context is not None:
+        frame = pending_frames.get(span.context.span_id)
+    return frame
 
 
 def operation_spans(spans: Iterable[ReadableSpan]) -> list[ReadableSpan]:
