@@ -192,6 +192,23 @@ def test_peak_increase_is_zero_when_the_operation_stays_under_an_earlier_peak(te
     assert only_span(telemetry, "tiny").attributes[attr.PEAK_INCREASE_BYTES] == 0
 
 
+def test_peak_increase_counts_a_peak_another_thread_reached_during_the_operation(telemetry):
+    # The high-water mark is the process's: memory another thread allocated and freed while
+    # the operation ran raises it too.
+    import threading
+
+    headroom = max(0, peak_rss_bytes() - rss_bytes())
+    size = 50 * MB + headroom
+    with flowscope.operation("peak_elsewhere"):
+        worker = threading.Thread(target=lambda: held_allocation(size))   # freed when it returns
+        worker.start()
+        worker.join()
+
+    attributes = only_span(telemetry, "peak_elsewhere").attributes
+    assert attributes[attr.PEAK_INCREASE_BYTES] >= 45 * MB
+    assert attributes[attr.RSS_DELTA_BYTES] < 10 * MB
+
+
 def test_garbage_collections_inside_an_operation_are_counted(telemetry):
     with flowscope.operation("collects"):
         for _ in range(3):

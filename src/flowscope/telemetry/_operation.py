@@ -69,6 +69,11 @@ from ._probes import _GcCounter, peak_rss_bytes, rss_bytes
 from ._queries import fingerprint
 
 F = TypeVar("F", bound=Callable[..., Any])
+_OPERATION, _RSS_BYTES, _RSS_DELTA_BYTES = attr.OPERATION, attr.RSS_BYTES, attr.RSS_DELTA_BYTES
+_PEAK_INCREASE_BYTES, _GC_COLLECTIONS = attr.PEAK_INCREASE_BYTES, attr.GC_COLLECTIONS
+_QUERY_COUNT, _QUERY_DURATION_MS = attr.QUERY_COUNT, attr.QUERY_DURATION_MS
+_current_frame_get, _current_frame_set = current_frame.get, current_frame.set
+_attach, _detach, _set_span_in_context = otel_context.attach, otel_context.detach, trace.set_span_in_context
 _logger = logging.getLogger("flowscope")
 _tracer = trace.get_tracer("flowscope", __version__)
 
@@ -107,12 +112,12 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
         self.late_attributes: dict[str, Any] | None = None
 
     def __enter__(self) -> Span:
-        frame = self._frame = OperationFrame(current_frame.get())
-        self._frame_token = current_frame.set(frame)
+        frame = self._frame = OperationFrame(_current_frame_get())
+        self._frame_token = _current_frame_set(frame)
         try:
             span = self._span = _tracer.start_span(
                 self.name, attributes=redact_attributes(self.attributes) if self.attributes else None)
-            self._context_token = frame.context_token = otel_context.attach(trace.set_span_in_context(span))
+            self._context_token = frame.context_token = _attach(_set_span_in_context(span))
         except Exception:
             health.failed("starting an operation span")
             span = self._span = trace.INVALID_SPAN
@@ -135,31 +140,26 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
             span = self._span
             if span.is_recording():
                 late = self.late_attributes
-                name = late.get(attr.OPERATION, self.name) if late else self.name
+                name = late.get(_OPERATION, self.name) if late else self.name
                 rss_delta = rss - self._rss
                 peak_increase = peak - self._peak
+                queries = frame.query_count
                 query_ms = frame.query_seconds * 1000.0
-                end = {
-                    attr.OPERATION: name,
-                    attr.RSS_BYTES: rss,
-                    attr.RSS_DELTA_BYTES: rss_delta,
-                    attr.PEAK_INCREASE_BYTES: peak_increase,
-                    attr.GC_COLLECTIONS: gcs - self._gc,
-                    attr.QUERY_COUNT: frame.query_count,
-                    attr.QUERY_DURATION_MS: query_ms,
-                }
+                end = {_OPERATION: name, _RSS_BYTES: rss, _RSS_DELTA_BYTES: rss_delta,
+                       _PEAK_INCREASE_BYTES: peak_increase, _GC_COLLECTIONS: gcs - self._gc,
+                       _QUERY_COUNT: queries, _QUERY_DURATION_MS: query_ms}
                 if settings.tracemalloc:
                     end[attr.TRACEMALLOC_PEAK_BYTES] = _end_tracemalloc_window(frame)
                 _record_end(span, end, late)
-                frame.measured = (name, rss_delta, peak_increase, frame.query_count, query_ms)
+                frame.measured = (name, rss_delta, peak_increase, queries, query_ms)
                 if exc is not None:
                     _record_error(span, exc)
                 if _FrameClaims.active:
                     park_frame(span.get_span_context().span_id, frame)
             if frame.parent is not None:
                 frame.close_into_parent()
-            if self._context_token is not None and innermost:
-                otel_context.detach(self._context_token)
+            if innermost and self._context_token is not None:
+                _detach(self._context_token)
                 if skipped is not None:
                     _restore_context(skipped)
             span.end()
