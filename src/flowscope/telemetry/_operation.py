@@ -198,46 +198,55 @@ _CLEAN_TYPES = frozenset((int, float, bool))
 def _record_end(span: Span, end: dict[str, Any], late: dict[str, Any] | None) -> None:
     """Record ``late`` then ``end`` on ``span``, as ``span.set_attributes({**late, **end})`` would.
 
-    ``end`` holds only ints and floats (built by ``__exit__``); ``late`` is checked here. See
-    the module docstring for the direct path and its guards.
+    ``end`` (built by ``__exit__``) holds the operation's name, then only ints and floats; the
+    name and ``late`` are checked here. See the module docstring for the direct path and its
+    guards.
     """
+    attributes = {**late, **end} if late else end
     if _DIRECT_ATTRIBUTES and isinstance(span, SdkSpan):
         try:
-            if _record_directly(span, end, late):
+            if _record_directly(span, attributes, check=late is not None):
                 return
         except Exception:   # SDK internals not as expected: the supported path below
             pass
-    span.set_attributes({**late, **end} if late else end)
+    span.set_attributes(attributes)
 
 
-def _record_directly(span: Any, end: dict[str, Any], late: dict[str, Any] | None) -> bool:
+def _needs_cleaning(value: Any, limit: int | None) -> bool:
+    """Whether the SDK would change ``value`` (sequences, other types, truncation)."""
+    kind = type(value)
+    return kind not in _CLEAN_TYPES and not (kind is str and (limit is None or len(value) <= limit))
+
+
+def _record_directly(span: Any, attributes: dict[str, Any], check: bool) -> bool:
+    """``span.set_attributes(attributes)`` without the SDK's cleaning, if none is needed.
+
+    Only the name is checked unless ``check`` (the caller's late attributes are in too);
+    every other value ``__exit__`` built is an int or a float.
+    """
     bounded = span._attributes
     if type(bounded) is not BoundedAttributes:
         return False
-    if late:
-        limit = bounded.max_value_len
-        for value in late.values():
-            kind = type(value)
-            if kind not in _CLEAN_TYPES and not (kind is str and (limit is None or len(value) <= limit)):
-                return False   # would need the SDK's cleaning (sequences, other types, truncation)
+    limit = bounded.max_value_len
+    if check:
+        for value in attributes.values():
+            if _needs_cleaning(value, limit):
+                return False
+    elif _needs_cleaning(attributes[_OPERATION], limit):
+        return False
     with span._lock:
         if span._end_time is not None or bounded._immutable:
             return False       # set_attributes warns about it: let it
         with bounded._lock:
             values = bounded._dict
             maxlen = bounded.maxlen
-            if maxlen is not None and len(values) + len(end) + (len(late) if late else 0) > maxlen:
+            if maxlen is not None and len(values) + len(attributes) > maxlen:
                 return False   # the SDK drops the oldest and counts them: let it
-            if late:
-                for key, value in late.items():
-                    if key in values:   # a re-set key moves to the end, as in the SDK
-                        del values[key]
-                    values[key] = value
-            if values.keys().isdisjoint(end):
-                values.update(end)
+            if values.keys().isdisjoint(attributes):
+                values.update(attributes)
             else:
-                for key, value in end.items():
-                    if key in values:
+                for key, value in attributes.items():
+                    if key in values:   # a re-set key moves to the end, as in the SDK
                         del values[key]
                     values[key] = value
     return True
@@ -255,9 +264,9 @@ def _direct_attributes_supported() -> bool:
                          attributes={attr.OPERATION: "probe", "a": 1})
 
         late = {attr.OPERATION: "renamed", "s": "text"}
-        end = {"b": 2, "c": 0.5}
+        end = {attr.OPERATION: "final", "b": 2, "c": 0.5}
         direct, supported = probe(), probe()
-        if not _record_directly(direct, end, late):
+        if not _record_directly(direct, {**late, **end}, check=True):
             return False
         supported.set_attributes({**late, **end})
         return (list(direct.attributes.items()) == list(supported.attributes.items())
