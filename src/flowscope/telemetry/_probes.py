@@ -53,14 +53,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reopen_after_fork)
 
 
+_pread = os.pread
+
+
 def rss_bytes() -> int:
     """Resident set size of this process now, in bytes (0 if it cannot be read)."""
-    if _statm_fd is not None:
-        try:
-            return int(os.pread(_statm_fd, 64, 0).split()[1]) * _PAGE_SIZE
-        except (OSError, ValueError, IndexError):
-            return _psutil_rss()
-    return _psutil_rss()
+    try:
+        return int(_pread(_statm_fd, 64, 0).split()[1]) * _PAGE_SIZE   # type: ignore[arg-type]
+    except (TypeError, OSError, ValueError, IndexError):   # TypeError: no /proc (fd is None)
+        return _psutil_rss()
 
 
 def _psutil_rss() -> int:
@@ -93,13 +94,14 @@ def _peak_who() -> int:
 _PEAK_WHO = _peak_who()
 
 
+_getrusage = _resource.getrusage if _resource is not None else None
+
+
 def peak_rss_bytes() -> int:
     """The process's RSS high-water mark, in bytes (0 if unknown)."""
-    if _resource is None:
-        return 0
     try:
-        return _resource.getrusage(_PEAK_WHO).ru_maxrss * _MAXRSS_UNIT
-    except (OSError, ValueError):
+        return _getrusage(_PEAK_WHO).ru_maxrss * _MAXRSS_UNIT   # type: ignore[misc]
+    except (TypeError, OSError, ValueError):   # TypeError: no resource module (Windows)
         return 0
 
 
