@@ -387,6 +387,20 @@ class BottleneckSpanProcessor(SpanProcessor):
                 acc = self._operations.get(OTHER)
             if acc is None:
                 acc = self._operations[name] = _OperationAccumulator()
+        if len(group) == 1:   # many operation names: most groups hold one span
+            duration, failed, measured, frame, span = group[0]
+            acc.count += 1
+            if failed:
+                acc.errors += 1
+            _sketch_all(acc.sketch, [duration if duration > 1e-6 else 1e-6])
+            acc.duration.add(duration)
+            acc.rss_delta.add(measured[1])
+            acc.peak_increase.add(measured[2])
+            acc.queries.add(measured[3])
+            acc.query_ms.add(measured[4])
+            if frame is not None and frame.statements:
+                self._add_statements(acc, frame.statements, span)
+            return
         acc.count += len(group)
         acc.errors += sum(1 for item in group if item[1])
         durations = [item[0] for item in group]
