@@ -441,3 +441,42 @@ def test_the_direct_path_for_end_attributes_is_in_use_with_the_pinned_sdk():
     from flowscope.telemetry import _operation
 
     assert _operation._DIRECT_ATTRIBUTES
+
+
+# --- the probes themselves ----------------------------------------------------------------------
+
+
+def test_memory_probes_agree_with_psutil():
+    import psutil
+
+    from flowscope.telemetry._probes import memory_now
+
+    rss, peak = memory_now()
+    info = psutil.Process().memory_info()
+    assert abs(rss - info.rss) < 8 * MB
+    assert peak >= rss - 8 * MB
+    assert abs(rss_bytes() - info.rss) < 8 * MB
+
+
+def test_without_proc_the_probes_fall_back_to_psutil_and_operations_still_work(telemetry, monkeypatch):
+    import psutil
+
+    from flowscope.telemetry import _probes
+
+    monkeypatch.setattr(_probes, "_statm_fd", None)      # as on macOS: no /proc/self/statm
+    rss, _ = _probes.memory_now()
+    assert abs(rss - psutil.Process().memory_info().rss) < 8 * MB
+    with flowscope.operation("no_proc"):
+        pass
+    assert only_span(telemetry, "no_proc").attributes[attr.RSS_BYTES] > 0
+
+
+def test_without_getrusage_the_peak_reads_zero_and_operations_still_work(telemetry, monkeypatch):
+    from flowscope.telemetry import _probes
+
+    monkeypatch.setattr(_probes, "_getrusage", None)     # as on Windows: no resource module
+    assert _probes.peak_rss_bytes() == 0
+    with flowscope.operation("no_getrusage"):
+        pass
+    attributes = only_span(telemetry, "no_getrusage").attributes
+    assert attributes[attr.PEAK_INCREASE_BYTES] == 0 and attributes[attr.RSS_BYTES] > 0

@@ -281,6 +281,22 @@ class _FingerprintAccumulator:
         self.call_site: str | None = None
 
 
+class _Columns:
+    """One operation's measures from one batch of spans, a list per measure."""
+
+    __slots__ = ("durations", "errors", "rss_delta", "peak_increase", "queries", "query_ms",
+                 "with_statements")
+
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+        self.errors = 0
+        self.rss_delta: list[float] = []
+        self.peak_increase: list[float] = []
+        self.queries: list[float] = []
+        self.query_ms: list[float] = []
+        self.with_statements: list[tuple[Any, ReadableSpan]] = []
+
+
 class _OperationAccumulator:
     __slots__ = ("count", "errors", "sketch", "duration", "rss_delta", "peak_increase", "queries",
                  "query_ms", "fingerprints", "overflow_fingerprints")
@@ -342,9 +358,10 @@ class BottleneckSpanProcessor(SpanProcessor):
     def _aggregate(self, batch: list[ReadableSpan]) -> None:
         # Called with the lock held. First one pass over the spans: each operation span's
         # measures, read from its frame when flowscope.operation left them there (``measured``),
-        # else from its attributes, grouped by operation name. Then per operation, one update
-        # per measure over the whole group (C-level sum/min/max over a list).
-        groups: dict[str, list[tuple[float, bool, tuple, Any, ReadableSpan]]] = {}
+        # else from its attributes, appended to its operation's columns (no object per span:
+        # a tuple per span made every drain a young-generation garbage collection). Then per
+        # operation, one update per measure over the whole column (C-level sum/min/max).
+        groups: dict[str, _Columns] = {}
         get_frame = pending_frames.get
         pop_frame = pending_frames.pop
         for span in batch:
@@ -371,49 +388,49 @@ class BottleneckSpanProcessor(SpanProcessor):
                             get(_QUERY_COUNT, 0), get(_QUERY_DURATION_MS, 0.0))
             else:
                 name = measured[0]
-            group = groups.get(name)
-            if group is None:
-                group = groups[name] = []
-            group.append(((end - start) / 1e6, span.status.status_code is _ERROR, measured, frame, span))
-        for name, group in groups.items():
-            self._add_group(name, group)
+            columns = groups.get(name)
+            if columns is None:
+                columns = groups[name] = _Columns()
+            columns.durations.append((end - start) / 1e6)
+            if span.status.status_code is _ERROR:
+                columns.errors += 1
+            columns.rss_delta.append(measured[1])
+            columns.peak_increase.append(measured[2])
+            columns.queries.append(measured[3])
+            columns.query_ms.append(measured[4])
+            if frame is not None and frame.statements:
+                columns.with_statements.append((frame, span))
+        for name, columns in groups.items():
+            self._add_columns(name, columns)
 
-    def _add_group(self, name: str, group: list[tuple[float, bool, tuple, Any, ReadableSpan]]) -> None:
+    def _add_columns(self, name: str, columns: _Columns) -> None:
         acc = self._operations.get(name)
+        count = len(columns.durations)
         if acc is None:
             if len(self._operations) >= self.max_operations:
-                self.overflow_operations += len(group)
+                self.overflow_operations += count
                 name = OTHER
                 acc = self._operations.get(OTHER)
             if acc is None:
                 acc = self._operations[name] = _OperationAccumulator()
-        if len(group) == 1:   # many operation names: most groups hold one span
-            duration, failed, measured, frame, span = group[0]
-            acc.count += 1
-            if failed:
-                acc.errors += 1
-            _sketch_all(acc.sketch, [duration if duration > 1e-6 else 1e-6])
-            acc.duration.add(duration)
-            acc.rss_delta.add(measured[1])
-            acc.peak_increase.add(measured[2])
-            acc.queries.add(measured[3])
-            acc.query_ms.add(measured[4])
-            if frame is not None and frame.statements:
-                self._add_statements(acc, frame.statements, span)
-            return
-        acc.count += len(group)
-        acc.errors += sum(1 for item in group if item[1])
-        durations = [item[0] for item in group]
+        acc.count += count
+        acc.errors += columns.errors
+        durations = columns.durations
         _sketch_all(acc.sketch, [d if d > 1e-6 else 1e-6 for d in durations])
-        acc.duration.add_all(durations)
-        measures = [item[2] for item in group]
-        acc.rss_delta.add_all([m[1] for m in measures])
-        acc.peak_increase.add_all([m[2] for m in measures])
-        acc.queries.add_all([m[3] for m in measures])
-        acc.query_ms.add_all([m[4] for m in measures])
-        for _, _, _, frame, span in group:
-            if frame is not None and frame.statements:
-                self._add_statements(acc, frame.statements, span)
+        if count == 1:   # many operation names: most groups hold one span
+            acc.duration.add(durations[0])
+            acc.rss_delta.add(columns.rss_delta[0])
+            acc.peak_increase.add(columns.peak_increase[0])
+            acc.queries.add(columns.queries[0])
+            acc.query_ms.add(columns.query_ms[0])
+        else:
+            acc.duration.add_all(durations)
+            acc.rss_delta.add_all(columns.rss_delta)
+            acc.peak_increase.add_all(columns.peak_increase)
+            acc.queries.add_all(columns.queries)
+            acc.query_ms.add_all(columns.query_ms)
+        for frame, span in columns.with_statements:
+            self._add_statements(acc, frame.statements, span)
 
     def _add_statements(self, acc: _OperationAccumulator, statements: dict, span: ReadableSpan) -> None:
         # One fingerprint per span first: raw statements that differ only in inlined literals or

@@ -65,7 +65,7 @@ from .. import __version__
 from . import _attributes as attr
 from ._frames import OperationFrame, _FrameClaims, current_frame, park_frame
 from ._health import health
-from ._probes import _GcCounter, peak_rss_bytes, rss_bytes
+from ._probes import _GcCounter, memory_now
 from ._queries import fingerprint
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -125,14 +125,12 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
         if settings.tracemalloc:
             _start_tracemalloc_window(frame)
         self._gc = _GcCounter.collections
-        self._peak = peak_rss_bytes()
-        self._rss = rss_bytes()
+        self._rss, self._peak = memory_now()
         return span
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        rss = rss_bytes()
-        peak = peak_rss_bytes()
+        rss, peak = memory_now()
         gcs = _GcCounter.collections
         frame = self._frame
         innermost, skipped = _leave_frame(frame, self._frame_token)
@@ -160,6 +158,7 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
                 frame.close_into_parent()
             if innermost and self._context_token is not None:
                 _detach(self._context_token)
+                frame.context_token = None   # only a frame closed out of order needs it later
                 if skipped is not None:
                     _restore_context(skipped)
             span.end()
