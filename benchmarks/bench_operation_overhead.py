@@ -27,19 +27,27 @@ information, to show where the difference goes:
 
 Target: flowscope.operation / bare span <= 1.3x.
 
-Where it stands (CPython 3.11, opentelemetry-sdk 1.45, this 2-core VM): ~2.05x (bare ~19 us,
-operation ~38.5-39.3 us; it was 2.21-2.27x, ~43 us, before operation() recorded its end
-attributes directly and the aggregator's on_end was inlined: see those modules' docstrings).
-The 1.3x target (~25 us) is below the floor of what an operation span must do, measured on
-this provider with the same processors: an SDK span started, made current and ended without
-the two generator context managers of start_as_current_span costs ~14.9 us; giving it the
-one start attribute (``workflow.operation``, which the sampler and on_start processors must
-see) through the SDK's own path costs ~3 us more (18 us); aggregating it (on_end, the
-product itself) ~4.4 us measured inside the flow; the four probe syscalls (RSS and peak RSS at
-start and end) ~3.7 us. That is ~26 us (1.37x) before the query frame, context handling and
-the end attributes (~1 us, recorded directly). The printed decomposition says which part
-moved when the ratio does ("SDK attributes" is the set_attributes cost of the bare variants,
-which operation() no longer pays at the end; that saving shows in "operation() itself").
+Where it stands (CPython 3.11, opentelemetry-sdk 1.45, this 2-core VM): 1.37-1.47x (bare
+~19.5 us, operation ~27-28.7 us, CPU min per span, several runs). It was 2.04-2.08x (~39 us)
+at the end of the first session; what moved it:
+- ``workflow.operation`` recorded with the end attributes instead of passed to start_span,
+  where the sampler's SamplingResult and the span's BoundedAttributes each cleaned and copied
+  it: ~7 us;
+- the aggregator queues spans in on_end and aggregates them in batches (per-operation columns,
+  C-level sum/min/max), reading operation()'s measures from the frame instead of copying the
+  attribute mapping: ~4 us;
+- probe reads through one function per end, getrusage(RUSAGE_THREAD): ~1 us.
+Every chunk ends with a read of the aggregator (``aggregate()``), so the batched work is
+charged to the timed loop of the variant that produced it.
+What remains was measured by ablation on this provider (a hand-inlined loop, not shipped):
+the required work alone (SDK span made current, the four probe system calls, seven end
+attributes written directly, aggregation) costs ~1.14-1.21x; adding the query frame (context
+variable, OperationFrame, parking it for the aggregator) ~1.20-1.26x; operation() as shipped
+adds ~2.5 us of Python around that (the class protocol, helper calls, guards for the
+SDK-internal fast path, out-of-order ending). A version with the probes and the attribute
+write inlined into __enter__/__exit__ measured 1.33-1.37x in the same runs. System calls are
+dearer in situ than alone here (four getppid() calls cost 1.7 us inside the loop, 0.6 us
+alone), so the probes are ~4 us of every operation.
 
     .venv/bin/python benchmarks/bench_operation_overhead.py      # BENCH_ROUNDS=N to change
 """

@@ -399,3 +399,36 @@ def test_reads_while_other_threads_end_spans_lose_nothing():
     assert processor.operation("op").count == writers_n * per_thread
     assert seen == sorted(seen)      # counts only ever grew
     assert len(set(seen)) > 1        # the reader did read while spans were arriving
+
+
+# --- the fast paths ------------------------------------------------------------------------------
+
+
+def test_the_fast_paths_are_in_use_with_the_pinned_dependencies():
+    # Each is checked at import against the library's own behaviour and turned off when an
+    # upgrade changes it: statistics stay right, aggregation gets slower. This says when.
+    from flowscope.telemetry import _aggregator
+
+    assert _aggregator._READABLE_FIELDS
+    assert _aggregator._INLINE_KEY is not None
+    assert _aggregator._INLINE_SKETCH
+
+
+def test_the_fast_paths_and_the_library_paths_give_the_same_statistics(monkeypatch):
+    from flowscope.telemetry import _aggregator
+
+    rng = random.Random(5)
+    spans = [finished_span(f"op-{rng.randrange(4)}", rng.lognormvariate(1.0, 1.5), error=rng.random() < 0.1,
+                           **{attr.RSS_DELTA_BYTES: rng.randrange(-5000, 90000), attr.QUERY_COUNT: rng.randrange(9)})
+             for _ in range(3000)]
+    fast = BottleneckSpanProcessor()
+    for span in spans:
+        fast.on_end(span)
+    monkeypatch.setattr(_aggregator, "_READABLE_FIELDS", False)
+    monkeypatch.setattr(_aggregator, "_INLINE_KEY", None)
+    monkeypatch.setattr(_aggregator, "_INLINE_SKETCH", False)
+    slow = BottleneckSpanProcessor()
+    for span in spans:
+        slow.on_end(span)
+
+    assert sorted(fast.operations(), key=lambda o: o.name) == sorted(slow.operations(), key=lambda o: o.name)

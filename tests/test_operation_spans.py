@@ -399,23 +399,25 @@ def test_async_with_form_measures_the_block(telemetry, engine: Engine):
 # --- end attributes are recorded as the SDK would record them -------------------------------------
 
 
-def _twin_spans(limits):
+def _twin_spans(limits, start):
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import _Span
     from opentelemetry.trace import SpanContext
 
     def make():
         return _Span("twin", SpanContext(1, 2, is_remote=False), resource=Resource.get_empty(),
-                     attributes={"start": "x", attr.QUERY_COUNT: 1}, limits=limits)
+                     attributes=dict(start) if start else None, limits=limits)
     return make(), make()
 
 
+@pytest.mark.parametrize("start", [None, {"start": "x", attr.QUERY_COUNT: 1}], ids=["no_start", "start"])
 @pytest.mark.parametrize("case", ["plain", "late_rename", "long_name_truncated", "long_late_value",
                                   "count_limit", "late_sequence"])
-def test_end_attributes_recorded_directly_equal_what_set_attributes_records(case):
+def test_end_attributes_recorded_directly_equal_what_set_attributes_records(case, start):
+    # What operation.__exit__ does: the direct path, or set_attributes when it declines.
     from opentelemetry.sdk.trace import SpanLimits
 
-    from flowscope.telemetry._operation import _record_end
+    from flowscope.telemetry._operation import _record_directly
 
     limits = SpanLimits(max_span_attribute_length=8 if "long" in case else None,
                         max_span_attributes=5 if case == "count_limit" else None)
@@ -425,10 +427,12 @@ def test_end_attributes_recorded_directly_equal_what_set_attributes_records(case
     name = "an-operation-name-longer-than-eight" if case == "long_name_truncated" else "op"
     end = {attr.OPERATION: name, attr.RSS_BYTES: 10, attr.RSS_DELTA_BYTES: -2,
            attr.QUERY_COUNT: 3, attr.QUERY_DURATION_MS: 0.5}
-    direct, supported = _twin_spans(limits)
+    attributes = {**late, **end} if late else end
+    direct, supported = _twin_spans(limits, start)
 
-    _record_end(direct, dict(end), dict(late) if late else None)
-    supported.set_attributes({**late, **end} if late else end)
+    if not _record_directly(direct, dict(attributes), check=late is not None):
+        direct.set_attributes(attributes)
+    supported.set_attributes(attributes)
 
     assert list(direct.attributes.items()) == list(supported.attributes.items())
     assert direct.dropped_attributes == supported.dropped_attributes

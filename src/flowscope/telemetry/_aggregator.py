@@ -29,7 +29,7 @@ Design decisions:
   with C-level ``sum``/``min``/``max``; the sketch's bin increments are written out inline
   (``DDSketch.add`` -> ``mapping.key`` -> ``_log_gamma`` -> ``store.add`` -> ``_get_index``
   would be five Python calls per value) when the key function equals ``mapping.key`` at import
-  (``_mapping_key``) and the sketch has the fields ddsketch 3.x updates (``_INLINE_SKETCH``).
+  (``_INLINE_KEY``) and the sketch has the fields ddsketch 3.x updates (``_INLINE_SKETCH``).
 - An operation span made by ``flowscope.operation`` carries its measures on its frame too
   (``OperationFrame.measured``, the same values as its attributes), so the aggregator reads a
   tuple instead of copying the attribute mapping; other spans with ``workflow.operation``
@@ -95,29 +95,26 @@ class _CountStore(DenseStore):
         self.count += weight
 
 
-def _mapping_key(mapping: LogarithmicMapping) -> Any:
-    """``mapping.key`` as one expression (two method calls fewer per span), if it is exactly that.
+def _inline_key_constants(mapping: LogarithmicMapping) -> tuple[float, float] | None:
+    """``(multiplier, offset)`` if ``mapping.key(v)`` is ``int(ceil(log(v, 2) * multiplier) +
+    offset)``, so that the key can be computed inline (two method calls fewer per value).
 
-    ``LogarithmicMapping.key(v)`` is ``int(ceil(log(v, 2) * multiplier) + offset)``; the inlined
-    form is used only when it gives the same key as the mapping itself over the range of
-    durations (1 ns to ~8 days, in ms, 5% apart), so a ddsketch release that computes keys
-    otherwise falls back to ``mapping.key``.
+    The inline form is used only when it gives the same key as the mapping itself over the
+    range of durations (1 ns to ~8 days, in ms, 5% apart), so a ddsketch release that computes
+    keys otherwise falls back to ``mapping.key``.
     """
     try:
         multiplier, offset = mapping._multiplier, mapping._offset
-
-        def key(value: float) -> int:
-            return int(ceil(log(value, 2) * multiplier) + offset)
-
         samples = [1e-6 * 1.05 ** i for i in range(700)]
-        if type(mapping) is LogarithmicMapping and all(key(v) == mapping.key(v) for v in samples):
-            return key
+        if type(mapping) is LogarithmicMapping and all(
+                int(ceil(log(v, 2) * multiplier) + offset) == mapping.key(v) for v in samples):
+            return multiplier, offset
     except Exception:
         pass
-    return mapping.key
+    return None
 
 
-_sketch_key = _mapping_key(_MAPPING)
+_INLINE_KEY = _inline_key_constants(_MAPPING)
 
 
 def _sketch_internals_known() -> bool:
@@ -133,6 +130,24 @@ def _sketch_internals_known() -> bool:
 _INLINE_SKETCH = _sketch_internals_known()
 
 
+def _readable_fields_known() -> bool:
+    """Whether a ``ReadableSpan``'s ``_start_time``/``_end_time``/``_context``/``_status`` are
+    what its properties return (opentelemetry-sdk 1.x): reading the fields saves four property
+    calls per span in ``_aggregate``; otherwise it uses the properties."""
+    try:
+        from opentelemetry.trace import SpanContext, Status
+
+        span = ReadableSpan("probe", context=SpanContext(1, 2, is_remote=False), status=Status(),
+                            start_time=1, end_time=2)
+        return (span._start_time, span._end_time, span._context, span._status) == \
+            (span.start_time, span.end_time, span.context, span.status)
+    except Exception:
+        return False
+
+
+_READABLE_FIELDS = _readable_fields_known()
+
+
 def _new_sketch() -> BaseDDSketch:
     return BaseDDSketch(mapping=_MAPPING, store=_CountStore(_STORE_CHUNK),
                         negative_store=DenseStore(_STORE_CHUNK), zero_count=0)
@@ -140,15 +155,16 @@ def _new_sketch() -> BaseDDSketch:
 
 def _sketch_all(sketch: BaseDDSketch, values: list[float]) -> None:
     """``sketch.add(v)`` for each of ``values`` (all > 0), with the updates written out inline
-    when the sketch's fields are the known ones (see "on_end" in the module docstring)."""
-    if not _INLINE_SKETCH:
+    when the key computation and the sketch's fields are the known ones (see "Deferred
+    aggregation" in the module docstring)."""
+    if not _INLINE_SKETCH or _INLINE_KEY is None:
         for value in values:
             sketch.add(value, 1)
         return
+    multiplier, offset = _INLINE_KEY
     store = sketch._store
-    key_of = _sketch_key
     for value in values:
-        key = key_of(value)
+        key = int(ceil(log(value, 2) * multiplier) + offset)   # _MAPPING.key(value)
         if store.min_key <= key <= store.max_key:
             bins = store.bins
             index = key - store.offset
@@ -365,11 +381,19 @@ class BottleneckSpanProcessor(SpanProcessor):
         get_frame = pending_frames.get
         pop_frame = pending_frames.pop
         for span in batch:
-            start, end = span.start_time, span.end_time
+            if _READABLE_FIELDS and type(span) is ReadableSpan:   # its fields, not its properties
+                start = span._start_time
+                end = span._end_time
+                context = span._context
+                status = span._status
+            else:
+                start = span.start_time
+                end = span.end_time
+                context = span.context
+                status = span.status
             if start is None or end is None:
                 continue
             frame = None
-            context = span.context
             if context is not None:
                 frame = get_frame(context.span_id)
                 if frame is not None:
@@ -392,7 +416,7 @@ class BottleneckSpanProcessor(SpanProcessor):
             if columns is None:
                 columns = groups[name] = _Columns()
             columns.durations.append((end - start) / 1e6)
-            if span.status.status_code is _ERROR:
+            if status.status_code is _ERROR:
                 columns.errors += 1
             columns.rss_delta.append(measured[1])
             columns.peak_increase.append(measured[2])

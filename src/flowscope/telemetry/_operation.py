@@ -63,7 +63,7 @@ from sqlalchemy.exc import StatementError
 
 from .. import __version__
 from . import _attributes as attr
-from ._frames import OperationFrame, _FrameClaims, current_frame, park_frame
+from ._frames import MAX_PENDING_FRAMES, OperationFrame, _FrameClaims, current_frame, pending_frames
 from ._health import health
 from ._probes import _GcCounter, memory_now
 from ._queries import fingerprint
@@ -72,7 +72,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _OPERATION, _RSS_BYTES, _RSS_DELTA_BYTES = attr.OPERATION, attr.RSS_BYTES, attr.RSS_DELTA_BYTES
 _PEAK_INCREASE_BYTES, _GC_COLLECTIONS = attr.PEAK_INCREASE_BYTES, attr.GC_COLLECTIONS
 _QUERY_COUNT, _QUERY_DURATION_MS = attr.QUERY_COUNT, attr.QUERY_DURATION_MS
-_current_frame_get, _current_frame_set = current_frame.get, current_frame.set
+_current_frame_get, _current_frame_set, _current_frame_reset = current_frame.get, current_frame.set, current_frame.reset
 _attach, _detach, _set_span_in_context = otel_context.attach, otel_context.detach, trace.set_span_in_context
 _logger = logging.getLogger("flowscope")
 _tracer = trace.get_tracer("flowscope", __version__)
@@ -133,7 +133,19 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
         rss, peak = memory_now()
         gcs = _GcCounter.collections
         frame = self._frame
-        innermost, skipped = _leave_frame(frame, self._frame_token)
+        frame.closed = True
+        # Restore the enclosing operation. Usually this one is the innermost open here and its
+        # token restores its parent; see _leave_out_of_order for the other cases.
+        innermost = _current_frame_get() is frame
+        skipped = None
+        if innermost:
+            try:
+                _current_frame_reset(self._frame_token)   # current is frame.parent again
+            except ValueError:   # entered in another context: that one cannot be reached
+                innermost = False
+            else:
+                if frame.parent is not None and frame.parent.closed:
+                    skipped = _leave_out_of_order(frame.parent)
         try:
             span = self._span
             if span.is_recording():
@@ -148,12 +160,17 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
                        _QUERY_COUNT: queries, _QUERY_DURATION_MS: query_ms}
                 if settings.tracemalloc:
                     end[attr.TRACEMALLOC_PEAK_BYTES] = _end_tracemalloc_window(frame)
-                _record_end(span, end, late)
+                if late:
+                    end = {**late, **end}
+                if not _record_directly(span, end, check=late is not None):
+                    span.set_attributes(end)
                 frame.measured = (name, rss_delta, peak_increase, queries, query_ms)
                 if exc is not None:
                     _record_error(span, exc)
-                if _FrameClaims.active:
-                    park_frame(span.get_span_context().span_id, frame)
+                if _FrameClaims.active:   # park the frame for the aggregator (see _frames)
+                    if len(pending_frames) >= MAX_PENDING_FRAMES:
+                        pending_frames.clear()
+                    pending_frames[span.get_span_context().span_id] = frame
             if frame.parent is not None:
                 frame.close_into_parent()
             if innermost and self._context_token is not None:
@@ -194,23 +211,6 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
 _CLEAN_TYPES = frozenset((int, float, bool))
 
 
-def _record_end(span: Span, end: dict[str, Any], late: dict[str, Any] | None) -> None:
-    """Record ``late`` then ``end`` on ``span``, as ``span.set_attributes({**late, **end})`` would.
-
-    ``end`` (built by ``__exit__``) holds the operation's name, then only ints and floats; the
-    name and ``late`` are checked here. See the module docstring for the direct path and its
-    guards.
-    """
-    attributes = {**late, **end} if late else end
-    if _DIRECT_ATTRIBUTES and isinstance(span, SdkSpan):
-        try:
-            if _record_directly(span, attributes, check=late is not None):
-                return
-        except Exception:   # SDK internals not as expected: the supported path below
-            pass
-    span.set_attributes(attributes)
-
-
 def _needs_cleaning(value: Any, limit: int | None) -> bool:
     """Whether the SDK would change ``value`` (sequences, other types, truncation)."""
     kind = type(value)
@@ -218,93 +218,99 @@ def _needs_cleaning(value: Any, limit: int | None) -> bool:
 
 
 def _record_directly(span: Any, attributes: dict[str, Any], check: bool) -> bool:
-    """``span.set_attributes(attributes)`` without the SDK's cleaning, if none is needed.
+    """``span.set_attributes(attributes)`` without the SDK's cleaning; False if it cannot.
 
-    Only the name is checked unless ``check`` (the caller's late attributes are in too);
-    every other value ``__exit__`` built is an int or a float.
+    ``attributes`` is a new dict the span may keep. Only the name (``workflow.operation``) is
+    checked unless ``check`` (the caller's late attributes are in it too); every other value
+    ``__exit__`` builds is an int or a float. False (the caller then uses ``set_attributes``)
+    when the SDK's internals are not the known ones, or the SDK would clean, truncate, drop
+    or warn.
     """
-    bounded = span._attributes
-    if type(bounded) is not BoundedAttributes:
+    if not _DIRECT_ATTRIBUTES or not isinstance(span, SdkSpan):
         return False
-    limit = bounded.max_value_len
-    if check:
-        for value in attributes.values():
-            if _needs_cleaning(value, limit):
-                return False
-    elif _needs_cleaning(attributes[_OPERATION], limit):
+    try:
+        bounded = span._attributes
+        if type(bounded) is not BoundedAttributes:
+            return False
+        limit = bounded.max_value_len
+        if check:
+            for value in attributes.values():
+                if _needs_cleaning(value, limit):
+                    return False
+        elif _needs_cleaning(attributes[_OPERATION], limit):
+            return False
+        with span._lock:
+            if span._end_time is not None or bounded._immutable:
+                return False       # set_attributes warns about it: let it
+            with bounded._lock:
+                values = bounded._dict
+                maxlen = bounded.maxlen
+                if maxlen is not None and len(values) + len(attributes) > maxlen:
+                    return False   # the SDK drops the oldest and counts them: let it
+                if not values:
+                    bounded._dict = attributes   # nothing recorded at start: ours becomes the dict
+                elif values.keys().isdisjoint(attributes):
+                    values.update(attributes)
+                else:
+                    for key, value in attributes.items():
+                        if key in values:   # a re-set key moves to the end, as in the SDK
+                            del values[key]
+                        values[key] = value
+        return True
+    except Exception:   # SDK internals not as expected: the supported path
         return False
-    with span._lock:
-        if span._end_time is not None or bounded._immutable:
-            return False       # set_attributes warns about it: let it
-        with bounded._lock:
-            values = bounded._dict
-            maxlen = bounded.maxlen
-            if maxlen is not None and len(values) + len(attributes) > maxlen:
-                return False   # the SDK drops the oldest and counts them: let it
-            if values.keys().isdisjoint(attributes):
-                values.update(attributes)
-            else:
-                for key, value in attributes.items():
-                    if key in values:   # a re-set key moves to the end, as in the SDK
-                        del values[key]
-                    values[key] = value
-    return True
 
 
 def _direct_attributes_supported() -> bool:
-    """Whether ``_record_directly`` gives exactly what ``set_attributes`` gives on this SDK."""
+    """Whether ``_record_directly`` gives exactly what ``set_attributes`` gives on this SDK.
+
+    Three cases, one per way it writes: into an empty attribute dict, next to disjoint start
+    attributes, and over start attributes it re-sets (which move to the end).
+    """
     try:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import _Span
         from opentelemetry.trace import SpanContext
 
-        def probe() -> Any:
+        def probe(start: dict[str, Any] | None) -> Any:
             return _Span("probe", SpanContext(1, 1, is_remote=False), resource=Resource.get_empty(),
-                         attributes={attr.OPERATION: "probe", "a": 1})
+                         attributes=start)
 
-        late = {attr.OPERATION: "renamed", "s": "text"}
         end = {attr.OPERATION: "final", "b": 2, "c": 0.5}
-        direct, supported = probe(), probe()
-        if not _record_directly(direct, {**late, **end}, check=True):
-            return False
-        supported.set_attributes({**late, **end})
-        return (list(direct.attributes.items()) == list(supported.attributes.items())
-                and direct.dropped_attributes == supported.dropped_attributes == 0)
+        cases = ((None, end, False), ({"a": 1}, end, False),
+                 ({attr.OPERATION: "probe", "a": 1}, {attr.OPERATION: "renamed", "s": "text", **end}, True))
+        for start, attributes, check in cases:
+            direct, supported = probe(start), probe(start)
+            if not _record_directly(direct, dict(attributes), check):
+                return False
+            supported.set_attributes(attributes)
+            if (list(direct.attributes.items()) != list(supported.attributes.items())
+                    or direct.dropped_attributes != 0 or supported.dropped_attributes != 0):
+                return False
+        return True
     except Exception:
         return False
 
 
+_DIRECT_ATTRIBUTES = True   # for the check just below, which decides
 _DIRECT_ATTRIBUTES = _direct_attributes_supported()
 
 
-def _leave_frame(frame: OperationFrame, token: contextvars.Token[OperationFrame | None]) -> tuple[bool, Any]:
-    """Mark ``frame`` closed and restore the enclosing operation.
+def _leave_out_of_order(enclosing: OperationFrame) -> Any:
+    """Skip enclosing operations that already ended; return the outermost one's context token.
 
-    Returns whether ``frame`` was the innermost open operation here, and, when operations
-    ended out of order, the context token of the outermost one skipped over.
-
-    Operations normally end innermost first, and the context-variable token restores the
-    enclosing one. Two other cases: ending out of order (``start a, start b, end a, end b``
-    with Monitor.start_operation/end_operation) leaves ``a`` in place until ``b`` ends, then
-    skips it; ending in another context (another thread) ends the span and leaves the
-    starting context alone, as it cannot be reached from here.
+    Operations normally end innermost first. Ending out of order (``start a, start b, end a,
+    end b`` with Monitor.start_operation/end_operation) leaves ``a`` in place until ``b``
+    ends, then skips it here. (Ending in another context, another thread, ends the span and
+    leaves the starting context alone: it cannot be reached from there.)
     """
-    frame.closed = True
-    if current_frame.get() is not frame:
-        return False, None
-    try:
-        current_frame.reset(token)
-    except ValueError:
-        return False, None
-    current = current_frame.get()
-    if current is None or not current.closed:
-        return True, None
+    current = enclosing
     outermost_closed = current
     while current is not None and current.closed:
         outermost_closed = current
         current = current.parent
-    current_frame.set(current)
-    return True, outermost_closed.context_token
+    _current_frame_set(current)
+    return outermost_closed.context_token
 
 
 def _restore_context(token: Any) -> None:
