@@ -48,6 +48,7 @@ import threading
 from collections import deque
 from math import ceil, log
 from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from ddsketch.ddsketch import BaseDDSketch
@@ -131,16 +132,16 @@ _INLINE_SKETCH = _sketch_internals_known()
 
 
 def _readable_fields_known() -> bool:
-    """Whether a ``ReadableSpan``'s ``_start_time``/``_end_time``/``_context``/``_status`` are
-    what its properties return (opentelemetry-sdk 1.x): reading the fields saves four property
+    """Whether a ``ReadableSpan``'s ``_start_time``/``_end_time``/``_context``/``_status._status_code``
+    are what its properties return (opentelemetry-sdk 1.x): reading the fields saves four property
     calls per span in ``_aggregate``; otherwise it uses the properties."""
     try:
         from opentelemetry.trace import SpanContext, Status
 
         span = ReadableSpan("probe", context=SpanContext(1, 2, is_remote=False), status=Status(),
                             start_time=1, end_time=2)
-        return (span._start_time, span._end_time, span._context, span._status) == \
-            (span.start_time, span.end_time, span.context, span.status)
+        return ((span._start_time, span._end_time, span._context, span._status._status_code) ==
+                (span.start_time, span.end_time, span.context, span.status.status_code))
     except Exception:
         return False
 
@@ -265,7 +266,7 @@ class _Running:
         if value > self.high:
             self.high = value
 
-    def add_all(self, values: list[float]) -> None:
+    def add_all(self, values: Sequence[float]) -> None:
         self.n += len(values)
         self.total += sum(values)
         low, high = min(values), max(values)
@@ -298,18 +299,16 @@ class _FingerprintAccumulator:
 
 
 class _Columns:
-    """One operation's measures from one batch of spans, a list per measure."""
+    """One operation's spans from one batch: durations, and each span's measures tuple (the
+    frame's own, no new object: a tuple per span made every drain a young-generation garbage
+    collection)."""
 
-    __slots__ = ("durations", "errors", "rss_delta", "peak_increase", "queries", "query_ms",
-                 "with_statements")
+    __slots__ = ("durations", "measured", "errors", "with_statements")
 
     def __init__(self) -> None:
         self.durations: list[float] = []
+        self.measured: list[tuple[str, float, float, float, float]] = []   # see OperationFrame.measured
         self.errors = 0
-        self.rss_delta: list[float] = []
-        self.peak_increase: list[float] = []
-        self.queries: list[float] = []
-        self.query_ms: list[float] = []
         self.with_statements: list[tuple[Any, ReadableSpan]] = []
 
 
@@ -374,9 +373,8 @@ class BottleneckSpanProcessor(SpanProcessor):
     def _aggregate(self, batch: list[ReadableSpan]) -> None:
         # Called with the lock held. First one pass over the spans: each operation span's
         # measures, read from its frame when flowscope.operation left them there (``measured``),
-        # else from its attributes, appended to its operation's columns (no object per span:
-        # a tuple per span made every drain a young-generation garbage collection). Then per
-        # operation, one update per measure over the whole column (C-level sum/min/max).
+        # else from its attributes, appended to its operation's columns. Then per operation,
+        # one update per measure over the whole column (C-level sum/min/max).
         groups: dict[str, _Columns] = {}
         get_frame = pending_frames.get
         pop_frame = pending_frames.pop
@@ -385,20 +383,21 @@ class BottleneckSpanProcessor(SpanProcessor):
                 start = span._start_time
                 end = span._end_time
                 context = span._context
-                status = span._status
+                failed = span._status._status_code is _ERROR
             else:
                 start = span.start_time
                 end = span.end_time
                 context = span.context
-                status = span.status
+                failed = span.status.status_code is _ERROR
             if start is None or end is None:
                 continue
             frame = None
             if context is not None:
-                frame = get_frame(context.span_id)
+                span_id = context.span_id
+                frame = get_frame(span_id)
                 if frame is not None:
                     span._flowscope_frame = frame  # type: ignore[attr-defined]  # for SpanStore readers
-                    pop_frame(context.span_id, None)
+                    pop_frame(span_id, None)
             if frame is None:
                 frame = getattr(span, "_flowscope_frame", None)   # replayed, or another aggregator's
             measured = frame.measured if frame is not None else None
@@ -416,12 +415,9 @@ class BottleneckSpanProcessor(SpanProcessor):
             if columns is None:
                 columns = groups[name] = _Columns()
             columns.durations.append((end - start) / 1e6)
-            if status.status_code is _ERROR:
+            columns.measured.append(measured)
+            if failed:
                 columns.errors += 1
-            columns.rss_delta.append(measured[1])
-            columns.peak_increase.append(measured[2])
-            columns.queries.append(measured[3])
-            columns.query_ms.append(measured[4])
             if frame is not None and frame.statements:
                 columns.with_statements.append((frame, span))
         for name, columns in groups.items():
@@ -442,17 +438,19 @@ class BottleneckSpanProcessor(SpanProcessor):
         durations = columns.durations
         _sketch_all(acc.sketch, [d if d > 1e-6 else 1e-6 for d in durations])
         if count == 1:   # many operation names: most groups hold one span
+            _, rss_delta, peak_increase, queries, query_ms = columns.measured[0]
             acc.duration.add(durations[0])
-            acc.rss_delta.add(columns.rss_delta[0])
-            acc.peak_increase.add(columns.peak_increase[0])
-            acc.queries.add(columns.queries[0])
-            acc.query_ms.add(columns.query_ms[0])
+            acc.rss_delta.add(rss_delta)
+            acc.peak_increase.add(peak_increase)
+            acc.queries.add(queries)
+            acc.query_ms.add(query_ms)
         else:
+            _, rss_delta, peak_increase, queries, query_ms = zip(*columns.measured)   # one column each
             acc.duration.add_all(durations)
-            acc.rss_delta.add_all(columns.rss_delta)
-            acc.peak_increase.add_all(columns.peak_increase)
-            acc.queries.add_all(columns.queries)
-            acc.query_ms.add_all(columns.query_ms)
+            acc.rss_delta.add_all(rss_delta)
+            acc.peak_increase.add_all(peak_increase)
+            acc.queries.add_all(queries)
+            acc.query_ms.add_all(query_ms)
         for frame, span in columns.with_statements:
             self._add_statements(acc, frame.statements, span)
 
