@@ -186,6 +186,32 @@ def test_an_installed_sdk_tracer_provider_is_kept_and_given_flowscopes_processor
     assert '"name": "checkout"' not in done.stdout         # no console exporter of flowscope's
 
 
+def test_a_provider_given_to_configure_receives_the_operation_spans_even_when_not_global():
+    result, _ = run_script("""
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        exporter = InMemorySpanExporter()
+        mine = TracerProvider()
+        mine.add_span_processor(SimpleSpanProcessor(exporter))
+
+        telemetry = flowscope.configure(tracer_provider=mine)
+        app = run_app(telemetry)
+        print(json.dumps({
+            "global_is_mine": trace.get_tracer_provider() is mine,
+            "mine": [(s.name, s.attributes.get(attr.QUERY_COUNT)) for s in exporter.get_finished_spans()],
+            "aggregated": telemetry.aggregator.operation("checkout").count,
+            "app": app}))
+    """)
+
+    assert result["global_is_mine"] is False
+    assert result["mine"] == [["checkout", 3]]
+    assert result["aggregated"] == 1
+    assert len(result["app"]["stored"]) == 1
+
+
 # --- invalid settings: one clear warning, safe default, the application unaffected ---------------
 
 

@@ -53,6 +53,8 @@ from ._aggregator import BottleneckSpanProcessor
 from ._export import destination_of, quiet_exporter_logs, report_export_failure
 from ._health import health
 from ._metrics import MetricsSpanProcessor, setup_metrics
+from . import _operation
+from .. import __version__
 from ._operation import settings
 from ._span_store import DEFAULT_CAPACITY, SpanStore
 
@@ -169,6 +171,9 @@ def _attach(telemetry: Telemetry, provider: TracerProvider | None, service_name:
         provider.add_span_processor(telemetry.aggregator)
         provider.add_span_processor(telemetry.span_store)
     telemetry.tracer_provider = provider
+    # Operation spans start on this provider's own tracer: the one flowscope's processors are
+    # on (also when it is not the global provider), and no ProxyTracer hop per span.
+    _operation.use_tracer(provider.get_tracer("flowscope", __version__))
     _attach_metrics(telemetry, provider, endpoint, protocol, headers, warnings)
 
 
