@@ -18,8 +18,9 @@ Design decisions:
 - Without OTEL_TRACES_EXPORTER, spans are exported over OTLP only when an OTLP endpoint is
   configured: local reports need no backend, and a demo must not retry a collector that is
   not there. The protocol defaults to grpc, as opentelemetry-instrument's does.
-- Export runs on the BatchSpanProcessor's thread (never on the application's), and export
-  failures are counted as dropped spans in :data:`health`.
+- Export runs on the BatchSpanProcessor's thread (never on the application's); spans of failed
+  exports and spans the processor's full queue dropped (:mod:`._queue_drops`) are counted as
+  dropped spans in :data:`health`.
 - An invalid value gives one warning naming the variable and the value, then a safe default.
 - Metrics (:mod:`._metrics`) are exported only when OTEL_METRICS_EXPORTER asks for it or a
   MeterProvider is already installed; with them off nothing is added to the span path.
@@ -43,7 +44,6 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace import sampling
 from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
     ConsoleSpanExporter,
     SpanExporter,
     SpanExportResult,
@@ -56,6 +56,7 @@ from ._metrics import MetricsSpanProcessor, setup_metrics
 from . import _operation
 from .. import __version__
 from ._operation import settings
+from ._queue_drops import counting_batch_processor
 from ._span_store import DEFAULT_CAPACITY, SpanStore
 
 _logger = logging.getLogger("flowscope")
@@ -165,7 +166,7 @@ def _attach(telemetry: Telemetry, provider: TracerProvider | None, service_name:
         provider.add_span_processor(telemetry.aggregator)
         provider.add_span_processor(telemetry.span_store)
         if span_exporter is not None:
-            provider.add_span_processor(BatchSpanProcessor(_CountingExporter(span_exporter)))
+            provider.add_span_processor(counting_batch_processor(_CountingExporter(span_exporter)))
         trace.set_tracer_provider(provider)
     else:
         provider.add_span_processor(telemetry.aggregator)
