@@ -371,6 +371,10 @@ def test_without_an_exporter_nothing_is_dropped(dead_collector):
 
 
 def test_spans_dropped_by_a_full_export_queue_are_counted_too(dead_collector):
+    # Each span either fails to export or is dropped by the full queue: both are counted. The
+    # SDK counts a queue drop when it sees the queue full just before appending, so a batch
+    # the export thread takes in between can make one span count twice (tests/test_queue_drops.py
+    # checks the exact count with the export thread held).
     result = dead_collector["grpc small queue"]
     assert result["succeeded"] == 200
-    assert result["health"]["dropped_spans"] == 200
+    assert 200 <= result["health"]["dropped_spans"] <= 202
