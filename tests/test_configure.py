@@ -155,6 +155,23 @@ def test_the_console_exporter_prints_the_spans():
     assert last_json_line(printed) == {"exporter": "console"}
 
 
+def test_a_list_of_exporters_sends_the_spans_to_each():
+    from support.otlp_receiver import OtlpReceiver
+
+    with OtlpReceiver() as receiver:
+        result, done = run_script("""
+            telemetry = flowscope.configure()
+            run_app(telemetry)
+            telemetry.tracer_provider.force_flush()
+            print(json.dumps({"exporter": telemetry.exporter}))
+        """, OTEL_TRACES_EXPORTER="otlp, console", **receiver.env("grpc"))
+        received = [name for name, _ in receiver.spans()]
+
+    assert result["exporter"] == "otlp,console"
+    assert received == ["checkout"]                    # over OTLP
+    assert '"name": "checkout"' in done.stdout        # and on the console
+
+
 def test_an_installed_sdk_tracer_provider_is_kept_and_given_flowscopes_processors():
     result, done = run_script("""
         from opentelemetry import trace
@@ -217,6 +234,7 @@ def test_a_provider_given_to_configure_receives_the_operation_spans_even_when_no
 
 INVALID_SETTINGS = {
     "unknown exporter": ({"OTEL_TRACES_EXPORTER": "zipkin_thrift"}, ["OTEL_TRACES_EXPORTER", "'zipkin_thrift'"]),
+    "unknown exporter in a list": ({"OTEL_TRACES_EXPORTER": "console,jaeger"}, ["OTEL_TRACES_EXPORTER", "'jaeger'"]),
     "unknown sampler": ({"OTEL_TRACES_SAMPLER": "sometimes"}, ["OTEL_TRACES_SAMPLER", "'sometimes'"]),
     "sampler arg not a number": ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "abc"},
                                  ["OTEL_TRACES_SAMPLER_ARG", "'abc'"]),

@@ -80,7 +80,7 @@ class Telemetry:
     aggregator: BottleneckSpanProcessor
     span_store: SpanStore
     tracer_provider: TracerProvider | None
-    exporter: str                      # otlp | console | none | "owner's" (provider not ours)
+    exporter: str                      # otlp | console | both ("otlp,console") | none | "owner's"
     protocol: str | None = None
     owns_provider: bool = False
     disabled: bool = False
@@ -160,12 +160,11 @@ def _attach(telemetry: Telemetry, provider: TracerProvider | None, service_name:
         resource = Resource.create({"service.name": service_name} if service_name else {})
         provider = TracerProvider(resource=resource, sampler=_sampler(sampler, sampler_arg, warnings))
         telemetry.owns_provider = True
-        exporter_name, span_exporter, telemetry.protocol = _exporter(exporter, endpoint, protocol,
-                                                                     headers, warnings)
-        telemetry.exporter = exporter_name
+        telemetry.exporter, span_exporters, telemetry.protocol = _exporters(exporter, endpoint, protocol,
+                                                                            headers, warnings)
         provider.add_span_processor(telemetry.aggregator)
         provider.add_span_processor(telemetry.span_store)
-        if span_exporter is not None:
+        for span_exporter in span_exporters:   # one batch processor each, as the SDK's own set-up
             provider.add_span_processor(counting_batch_processor(_CountingExporter(span_exporter)))
         trace.set_tracer_provider(provider)
     else:
@@ -194,26 +193,46 @@ def _attach_metrics(telemetry: Telemetry, provider: TracerProvider, endpoint: st
         _warn(warnings, f"cannot set up metrics ({type(err).__name__}: {err}); spans are not affected")
 
 
-def _exporter(name: str | None, endpoint: str | None, protocol: str | None,
-              headers: dict[str, str] | None, warnings: list[str]) -> tuple[str, SpanExporter | None, str | None]:
-    env_name = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+def _exporters(name: str | None, endpoint: str | None, protocol: str | None,
+               headers: dict[str, str] | None,
+               warnings: list[str]) -> tuple[str, list[SpanExporter], str | None]:
+    """The span exporters asked for, by ``exporter=`` or ``OTEL_TRACES_EXPORTER`` (a
+    comma-separated list, as in the SDK's own configuration): their names joined, the
+    exporters, and the OTLP protocol if OTLP is among them. Unknown names are warned about
+    and skipped."""
     if name is None:
-        name = env_name.split(",")[0].strip() if env_name else None
-        if name is not None and name not in _EXPORTERS:
-            _warn(warnings, f"OTEL_TRACES_EXPORTER={env_name!r} is not one of {', '.join(_EXPORTERS)}; "
-                            "spans will not be exported (local reports still work)")
-            return "none", None, None
-    elif name not in _EXPORTERS:
-        _warn(warnings, f"exporter={name!r} is not one of {', '.join(_EXPORTERS)}; spans will not be exported")
-        return "none", None, None
-    has_endpoint = endpoint or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_ENDPOINT")
-    if name is None:
-        name = "otlp" if has_endpoint else "none"
-    if name == "none":
-        return "none", None, None
-    if name == "console":
-        return "console", ConsoleSpanExporter(), None
+        source, value = "OTEL_TRACES_EXPORTER", os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    else:
+        source, value = "exporter", name.strip().lower()
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in _EXPORTERS]
+    if unknown:
+        _warn(warnings, f"{source}={value!r} names {', '.join(map(repr, unknown))}, not one of "
+                        f"{', '.join(_EXPORTERS)}; "
+                        + ("spans will not be exported (local reports still work)"
+                           if len(unknown) == len(names) else "exporting to the others only"))
+        names = [n for n in names if n in _EXPORTERS]
+    elif not names:   # unset: OTLP only when an endpoint is configured (see the module docstring)
+        has_endpoint = endpoint or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
+            "OTEL_EXPORTER_OTLP_ENDPOINT")
+        names = ["otlp"] if has_endpoint else []
+    exporters: list[SpanExporter] = []
+    chosen: list[str] = []
+    proto = None
+    for exporter_name in dict.fromkeys(names):   # once each, in the order given
+        if exporter_name == "console":
+            exporters.append(ConsoleSpanExporter())
+            chosen.append("console")
+        elif exporter_name == "otlp":
+            otlp, proto = _otlp_exporter(endpoint, protocol, headers, warnings)
+            if otlp is not None:
+                exporters.append(otlp)
+                chosen.append("otlp")
+    return ",".join(chosen) or "none", exporters, proto
+
+
+def _otlp_exporter(endpoint: str | None, protocol: str | None, headers: dict[str, str] | None,
+                   warnings: list[str]) -> tuple[SpanExporter | None, str | None]:
     source, proto = "protocol", protocol
     for variable in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
         if not proto:
@@ -237,11 +256,11 @@ def _exporter(name: str | None, endpoint: str | None, protocol: str | None,
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # type: ignore[assignment]
         span_exporter = OTLPSpanExporter(**kwargs)
         quiet_exporter_logs()
-        return "otlp", span_exporter, proto
+        return span_exporter, proto
     except Exception as err:
         _warn(warnings, f"cannot create the OTLP {proto} exporter ({type(err).__name__}: {err}); "
-                        "spans will not be exported (check OTEL_EXPORTER_OTLP_ENDPOINT)")
-        return "none", None, None
+                        "spans will not be exported over OTLP (check OTEL_EXPORTER_OTLP_ENDPOINT)")
+        return None, None
 
 
 def _otlp_timeout(signal: str, warnings: list[str]) -> float | None:
