@@ -41,7 +41,6 @@ import flowscope  # noqa: E402  (after the provider is global)
 from flowscope.telemetry import BottleneckSpanProcessor, SpanStore  # noqa: E402
 from flowscope.telemetry import _attributes as attr  # noqa: E402
 from flowscope.telemetry._frames import OperationFrame, current_frame, pending_frames  # noqa: E402
-from flowscope.telemetry._operation import _leave_frame  # noqa: E402
 
 aggregator = BottleneckSpanProcessor()
 store = SpanStore()
@@ -72,7 +71,8 @@ def _hand_written(frame_stage: int) -> int:
         rss1 = int(pread(STATM, 64, 0).split()[1])
         peak1 = getrusage(WHO).ru_maxrss
         if frame_stage:
-            _leave_frame(frame, frame_token)
+            frame.closed = True
+            current_frame.reset(frame_token)
         bounded = span._attributes
         with span._lock, bounded._lock:
             bounded._dict.update(zip(KEYS, ("op", rss1, rss1 - rss0, peak1 - peak0, 0, 0, 0.0)))

@@ -190,9 +190,10 @@ current_frame: contextvars.ContextVar[OperationFrame | None] = contextvars.Conte
 
 
 # Frames of ended operation spans, waiting for the aggregating processor. The SDK hands
-# processors a read-only copy of the span, so the frame cannot ride on the span object itself;
-# the first flowscope processor pops it from here by span id and attaches it to that copy.
-# Filled only while a processor claims them (``claim_frames``); bounded as a safety net.
+# processors a read-only copy of the span, so the frame cannot ride on the span object itself:
+# operation() parks it here by span id when its span ends, and the first aggregator to
+# aggregate that span (in batches) pops it and attaches it to that copy. Filled only while a
+# processor claims them (``claim_frames``); bounded as a safety net.
 pending_frames: dict[int, OperationFrame] = {}
 MAX_PENDING_FRAMES = 10_000
 
@@ -202,15 +203,9 @@ class _FrameClaims:
 
 
 def claim_frames() -> None:
-    """Called by a processor that will pop ``pending_frames`` in its ``on_end``."""
+    """Called by a processor that will pop ``pending_frames`` when it aggregates a span."""
     _FrameClaims.active += 1
 
 
 def frames_claimed() -> bool:
     return _FrameClaims.active > 0
-
-
-def park_frame(span_id: int, frame: OperationFrame) -> None:
-    if len(pending_frames) >= MAX_PENDING_FRAMES:  # spans that never reached our processor
-        pending_frames.clear()
-    pending_frames[span_id] = frame

@@ -65,7 +65,8 @@ from .. import __version__
 from . import _attributes as attr
 from ._frames import MAX_PENDING_FRAMES, OperationFrame, _FrameClaims, current_frame, pending_frames
 from ._health import health
-from ._probes import _GcCounter, memory_now
+from . import _probes
+from ._probes import _MAXRSS_UNIT, _PAGE_SIZE, _PEAK_WHO, _GcCounter, _getrusage, _pread, memory_now
 from ._queries import fingerprint
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -125,12 +126,20 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
         if settings.tracemalloc:
             _start_tracemalloc_window(frame)
         self._gc = _GcCounter.collections
-        self._rss, self._peak = memory_now()
+        try:   # memory_now(), written out (see "Probes" in the module docstring)
+            self._rss = int(_pread(_probes._statm_fd, 64, 0).split()[1]) * _PAGE_SIZE
+            self._peak = _getrusage(_PEAK_WHO).ru_maxrss * _MAXRSS_UNIT
+        except Exception:
+            self._rss, self._peak = memory_now()
         return span
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        rss, peak = memory_now()
+        try:   # memory_now(), written out
+            rss = int(_pread(_probes._statm_fd, 64, 0).split()[1]) * _PAGE_SIZE
+            peak = _getrusage(_PEAK_WHO).ru_maxrss * _MAXRSS_UNIT
+        except Exception:
+            rss, peak = memory_now()
         gcs = _GcCounter.collections
         frame = self._frame
         frame.closed = True
@@ -237,8 +246,10 @@ def _record_directly(span: Any, attributes: dict[str, Any], check: bool) -> bool
             for value in attributes.values():
                 if _needs_cleaning(value, limit):
                     return False
-        elif _needs_cleaning(attributes[_OPERATION], limit):
-            return False
+        else:
+            name = attributes[_OPERATION]
+            if type(name) is not str or (limit is not None and len(name) > limit):
+                return False
         with span._lock:
             if span._end_time is not None or bounded._immutable:
                 return False       # set_attributes warns about it: let it
