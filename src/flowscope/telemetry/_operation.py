@@ -23,22 +23,28 @@ Design decisions:
 - A class with ``__slots__`` and explicit ``__enter__``/``__exit__`` instead of
   ``contextlib.contextmanager`` (a generator per call costs more than the probes), and the
   context is attached directly instead of through ``trace.use_span``.
-- The end attributes (six numbers we produce ourselves, plus the ``late_attributes`` a caller
-  such as the workflow instrumentor adds once it knows them) are recorded in *one* step at the
-  end, straight into the SDK span's attribute dict (``_record_end``). ``Span.set_attributes``
-  runs ``BoundedAttributes._set_items``: a recursive ``_clean_attribute_value`` over the mapping
-  (ABC ``isinstance`` checks per value) and two locks, ~4.2 us for six ints (opentelemetry-sdk
-  1.45, measured). Our values need no cleaning (ints and floats; short strs), so ``_record_end``
-  takes the same two locks, applies the SDK's own rules that still matter (ended span, count
-  limit, string length limit, a re-set key moves to the end) and stores them: ~0.6 us. This
-  uses SDK internals (``Span._lock/_end_time/_attributes``, ``BoundedAttributes._dict/_lock/
-  _immutable/maxlen/max_value_len``), so it is guarded twice: at import a probe span must
-  behave exactly as ``set_attributes`` would (``_DIRECT_ATTRIBUTES``), and per call anything
-  unexpected (another Span class, a value that would need cleaning, a full span) falls back to
-  ``set_attributes``. bench_operation_overhead (CPU min per span): the "operation() itself"
-  line (operation() over a bare span given the same attributes through set_attributes and
-  aggregated) went from 6.6 to 4.2-4.8 us; the instrumentor's actions make one attribute call
-  instead of two.
+- The end attributes (the name and six numbers we produce ourselves, plus the
+  ``late_attributes`` a caller such as the workflow instrumentor adds once it knows them) are
+  recorded in *one* step at the end, straight into the SDK span's attribute dict
+  (``_record_directly``). ``Span.set_attributes`` runs ``BoundedAttributes._set_items``: a
+  recursive ``_clean_attribute_value`` over the mapping (ABC ``isinstance`` checks per value)
+  and two locks, ~4.2 us for six ints (opentelemetry-sdk 1.45, measured). Our values need no
+  cleaning (ints and floats; the name is checked against the length limit), so the direct
+  path takes the same two locks, applies the SDK's own rules that still matter (ended span,
+  count limit, string length limit, a re-set key moves to the end) and stores them; when
+  nothing was recorded at start, our dict simply becomes the span's. This uses SDK internals
+  (``Span._lock/_end_time/_attributes``, ``BoundedAttributes._dict/_lock/_immutable/maxlen/
+  max_value_len``), so it is guarded twice: at import, probe spans must come out exactly as
+  ``set_attributes`` makes them (``_DIRECT_ATTRIBUTES``; a test fails when an SDK upgrade turns
+  it off), and per call anything unexpected (another Span class, a value that would need
+  cleaning, a full span) falls back to ``set_attributes``.
+- Probes: the two system calls at each end (``/proc/self/statm`` and ``getrusage``) are written
+  out in ``__enter__``/``__exit__`` rather than called through ``memory_now()`` (which stays
+  the fallback, and the one place other code reads them): the call and its tuple cost
+  ~0.5 us per operation in bench_operation_overhead. The enclosing operation is restored
+  inline in the usual case (this one is innermost); ``_leave_out_of_order`` handles the rest.
+- Where the time goes: benchmarks/diagnose_operation_floor.py (the required work alone
+  ~1.16x a bare span, with the query frame ~1.20x, operation() ~1.30-1.33x).
 """
 
 from __future__ import annotations
