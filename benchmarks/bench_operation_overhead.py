@@ -19,35 +19,35 @@ The bare span does not carry ``workflow.operation``, so flowscope's aggregator s
 aggregation is flowscope's work and is charged to flowscope. Two more variants are printed for
 information, to show where the difference goes:
 - "bare+7 attributes": a bare span given the same seven attributes an operation span ends with
-  (one at start, six at the end, as operation() does) under a name the aggregator ignores: the
-  SDK's own cost of recording them;
+  (one at start, six at the end, through the SDK's own path) under a name the aggregator
+  ignores: the SDK's own cost of recording them;
 - "bare+7 attributes, aggregated": the same under ``workflow.operation``, so the aggregator
   processes it too. operation() over this one is the cost of operation()'s own machinery
   (memory/gc probes, the query frame, context handling).
 
 Target: flowscope.operation / bare span <= 1.3x.
 
-Where it stands (CPython 3.11, opentelemetry-sdk 1.45, this 2-core VM): 1.37-1.47x (bare
-~19.5 us, operation ~27-28.7 us, CPU min per span, several runs). It was 2.04-2.08x (~39 us)
-at the end of the first session; what moved it:
+Where it stands (CPython 3.11, opentelemetry-sdk 1.45, this 2-core VM): 1.30-1.34x (bare
+~19.5-19.9 us, operation ~25.2-26.2 us, CPU min per span, several runs): the target is missed
+by a few percent. It was 2.04-2.08x (~39 us) at the end of the first session; what moved it:
 - ``workflow.operation`` recorded with the end attributes instead of passed to start_span,
   where the sampler's SamplingResult and the span's BoundedAttributes each cleaned and copied
   it: ~7 us;
 - the aggregator queues spans in on_end and aggregates them in batches (per-operation columns,
-  C-level sum/min/max), reading operation()'s measures from the frame instead of copying the
-  attribute mapping: ~4 us;
-- probe reads through one function per end, getrusage(RUSAGE_THREAD): ~1 us.
+  C-level sum/min/max and Counter), reading operation()'s measures from the frame instead of
+  copying the attribute mapping: ~4 us;
+- probes written out in operation() and read with getrusage(RUSAGE_THREAD), the enclosing
+  frame restored and the frame parked inline, one direct attribute write: ~2 us.
 Every chunk ends with a read of the aggregator (``aggregate()``), so the batched work is
-charged to the timed loop of the variant that produced it.
-What remains was measured by ablation on this provider (a hand-inlined loop, not shipped):
-the required work alone (SDK span made current, the four probe system calls, seven end
-attributes written directly, aggregation) costs ~1.14-1.21x; adding the query frame (context
-variable, OperationFrame, parking it for the aggregator) ~1.20-1.26x; operation() as shipped
-adds ~2.5 us of Python around that (the class protocol, helper calls, guards for the
-SDK-internal fast path, out-of-order ending). A version with the probes and the attribute
-write inlined into __enter__/__exit__ measured 1.33-1.37x in the same runs. System calls are
-dearer in situ than alone here (four getppid() calls cost 1.7 us inside the loop, 0.6 us
-alone), so the probes are ~4 us of every operation.
+charged to the timed loop of the variant that produced it, and the span store is cleared
+between chunks (untimed) so that no variant frees another's spans.
+What remains: benchmarks/diagnose_operation_floor.py measures, on the same provider, the
+required work alone (SDK span made current, the four probe system calls, seven end
+attributes written directly, aggregation) at ~1.15-1.17x, with the query frame ~1.19-1.21x;
+operation() adds ~2.4 us of Python around that (the class protocol, the state kept on the
+object between __enter__ and __exit__, the guards of the direct attribute path, out-of-order
+ending). System calls are dearer in situ than alone here (four getppid() calls cost 1.7 us
+inside the loop, 0.6 us alone), so the four probes are ~3.5 us of every operation.
 
     .venv/bin/python benchmarks/bench_operation_overhead.py      # BENCH_ROUNDS=N to change
 """
