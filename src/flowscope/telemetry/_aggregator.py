@@ -25,19 +25,24 @@ Design decisions:
   spans, and before every read (``operation()``, ``operations()``, ``bottlenecks()``,
   ``force_flush``), the queued spans are aggregated in one pass under one lock. The work per
   span stays constant (amortized); the span that fills the batch pays for the batch (~0.6 ms
-  for 256). Spans are grouped by operation name and each measure is updated once per group
-  with C-level ``sum``/``min``/``max``; the sketch's bin increments are written out inline
-  (``DDSketch.add`` -> ``mapping.key`` -> ``_log_gamma`` -> ``store.add`` -> ``_get_index``
-  would be five Python calls per value) when the key function equals ``mapping.key`` at import
-  (``_INLINE_KEY``) and the sketch has the fields ddsketch 3.x updates (``_INLINE_SKETCH``).
+  for 256). Spans are grouped by operation name into columns (``_Columns``: no new object per
+  span) and each measure is updated once per group with C-level ``sum``/``min``/``max``; the
+  sketch keys of a group are counted with ``Counter`` and each bin updated once, written out
+  inline (``DDSketch.add`` -> ``mapping.key`` -> ``_log_gamma`` -> ``store.add`` ->
+  ``_get_index`` would be five Python calls per value) when the key function equals
+  ``mapping.key`` at import (``_INLINE_KEY``) and the sketch has the fields ddsketch 3.x
+  updates (``_INLINE_SKETCH``). The SDK's ``ReadableSpan`` fields are read directly when they
+  are what its properties return (``_READABLE_FIELDS``). A test compares these paths with the
+  library's own on the same spans; another fails when an upgrade turns one off.
 - An operation span made by ``flowscope.operation`` carries its measures on its frame too
   (``OperationFrame.measured``, the same values as its attributes), so the aggregator reads a
   tuple instead of copying the attribute mapping; other spans with ``workflow.operation``
   (replayed, or made by other code) are read from their attributes. A test checks both ways
   give the same statistics.
-- Measured (bench_operation_overhead, CPU min per span): aggregating one operation span cost
-  5.8-6.3 us inline in ``on_end``; deferred and batched it costs ~2.3 us per operation span and
-  ~1.3 us per other span, charged to the benchmark's timed loop (each chunk ends with a read).
+- Measured (CPU per span): aggregating one operation span cost 5.8-6.3 us inline in
+  ``on_end`` (bench_operation_overhead); deferred and batched, ~1.5-1.8 us per operation span
+  and ~1.1 us per other span (a batch of 256 drained alone). bench_operation_overhead charges
+  it to its timed loop (each chunk ends with a read).
   Per-span inline updates cost ~4.5 us between span creations but ~3 us back to back over
   stored spans: most of the difference was cache misses, which batching avoids.
 """
