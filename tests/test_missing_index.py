@@ -79,6 +79,18 @@ def test_a_lookup_by_an_unindexed_column_of_a_large_table_is_a_missing_index(
     assert report.explain.requested and report.explain.explained >= 1
 
 
+def test_the_process_wide_report_explains_statements_whose_spans_left_the_store(
+        shipments: Engine, telemetry: Telemetry) -> None:
+    with Session(shipments) as session:
+        track(session)
+    telemetry.span_store.clear()      # as when later traffic has pushed these spans out
+
+    report = QueryOptimizer().optimization_report(explain=True, engine=shipments)
+
+    [finding] = missing(report)
+    assert finding.operation == "track_parcels" and finding.suggestion.startswith(CREATE_INDEX)
+
+
 def test_the_same_lookup_with_the_index_is_silent(shipments: Engine, telemetry: Telemetry) -> None:
     with shipments.begin() as conn:
         conn.exec_driver_sql(CREATE_INDEX)

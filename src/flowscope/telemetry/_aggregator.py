@@ -64,7 +64,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
 from . import _attributes as attr
-from ._frames import claim_frames, pending_frames
+from ._frames import OTHER_STATEMENT, claim_frames, pending_frames
 from ._health import health
 from ._queries import fingerprint, is_read_statement
 
@@ -290,7 +290,7 @@ class _Running:
 
 class _FingerprintAccumulator:
     __slots__ = ("executions", "seconds", "spans", "max_repeats", "max_distinct", "max_identical",
-                 "example_trace_id", "example_span_id", "relationship", "call_site")
+                 "example_trace_id", "example_span_id", "relationship", "call_site", "example_statement")
 
     def __init__(self) -> None:
         self.executions = 0
@@ -303,6 +303,7 @@ class _FingerprintAccumulator:
         self.example_span_id = 0
         self.relationship: str | None = None
         self.call_site: str | None = None
+        self.example_statement: str | None = None   # see example_statements()
 
 
 class _Columns:
@@ -467,11 +468,13 @@ class BottleneckSpanProcessor(SpanProcessor):
         # not several statements run once each. Most fingerprints have one raw statement: a
         # group is that tally itself, a list only when a second statement shares its fingerprint.
         groups: dict[str, Any] = {}
+        firsts: dict[str, str] = {}   # fingerprint -> a raw statement: an example for EXPLAIN
         for statement, tally in statements.items():
             key = fingerprint(statement)
             group = groups.get(key)
             if group is None:
                 groups[key] = tally
+                firsts[key] = statement
             elif type(group) is list:
                 group.append(tally)
             else:
@@ -486,6 +489,8 @@ class BottleneckSpanProcessor(SpanProcessor):
                     fp = fingerprints.get(OTHER)
                 if fp is None:
                     fp = fingerprints[key] = _FingerprintAccumulator()
+                    if key != OTHER and firsts[key] != OTHER_STATEMENT:
+                        fp.example_statement = firsts[key]
             if type(group) is list:
                 count = 0
                 distinct = 0
@@ -546,6 +551,18 @@ class BottleneckSpanProcessor(SpanProcessor):
         self._drain()
         with self._lock:
             return [_freeze(name, acc) for name, acc in self._operations.items()]
+
+    def example_statements(self) -> dict[str, str]:
+        """Fingerprint -> one raw statement seen with it, as the driver received it.
+
+        For plan commands (EXPLAIN) only, never for display: a statement that inlined its
+        literals carries them, where reports show fingerprints. One reference per fingerprint,
+        within the fingerprint caps.
+        """
+        self._drain()
+        with self._lock:
+            return {key: fp.example_statement for acc in self._operations.values()
+                    for key, fp in acc.fingerprints.items() if fp.example_statement is not None}
 
     def bottlenecks(self, limit: int = 5, n_plus_one_threshold: int = 5) -> Bottlenecks:
         ops = self.operations()

@@ -7,8 +7,9 @@
 Design decision: both sources are reduced to the observations of ``performance/_findings.py``
 (one rule set serves both), plus, per statement fingerprint, one *example statement*: the raw
 SQL text as the driver received it (placeholders, never parameter values), which is what a
-plan command can run. Examples come from the query tallies of spans still in the span store;
-they are used to EXPLAIN and never shown (a statement with literals inlined would show them;
+plan command can run. Examples come from the query tallies of spans still in the span store
+and, for the whole process, from the aggregating processor (one per fingerprint, kept after
+the spans left the store); they are used to EXPLAIN and never shown (a statement with literals inlined would show them;
 reports show fingerprints only).
 """
 
@@ -59,7 +60,8 @@ def process_data(telemetry: Telemetry) -> QueryData:
         statements=tuple(_findings.observations_from_stats(operations)),
         operations=tuple(_findings.operation_observations_from_stats(operations)),
         total_queries=int(sum(op.query_count.total for op in operations)),
-        examples=example_statements(operation_spans(telemetry.span_store.spans())))
+        examples={**telemetry.aggregator.example_statements(),
+                  **example_statements(operation_spans(telemetry.span_store.spans()))})
 
 
 def example_statements(spans: Iterable[ReadableSpan]) -> dict[str, str]:
