@@ -2,6 +2,7 @@
 
     $ flowscope demo                                   # sqlite:///flowscope.db in the current directory
     $ flowscope demo --database-url postgresql+psycopg://user:pass@localhost/db --executions 50
+    $ flowscope check scenarios/checkout.py            # CI gate: exit 1 on a medium or high finding
 
 Errors the user can fix (a bad database URL, a missing driver, a server that does not answer)
 are one line on stderr and exit status 2; anything else is a bug and keeps its traceback.
@@ -49,6 +50,43 @@ def _console() -> Console:
     """Rich console; wide enough for the report's tables when output is piped or logged."""
     console = Console()
     return console if console.is_terminal else Console(width=160)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("target", metavar="SCRIPT.py|MODULE:FUNCTION")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--fail-on", type=click.Choice(["low", "medium", "high", "never"]), default="medium",
+              show_default=True, help="Exit 1 when a recommendation of this severity or higher is found.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="Also write the verdict and the whole report as JSON.")
+def check(target: str, args: tuple[str, ...], fail_on: str, json_path: str | None) -> None:
+    """Run a scenario with flowscope on, print the report, and fail on its findings (a CI gate).
+
+    \b
+    $ flowscope check scenarios/checkout.py --fail-on medium
+    $ flowscope check myapp.jobs:nightly --json flowscope-check.json
+
+    Exit status: 0 passed, 1 a finding at or above --fail-on, 2 the scenario could not run.
+    """
+    import json
+
+    from .performance import BenchmarkError, CheckError, print_process_report, run_check
+
+    try:
+        result = run_check(target, args, fail_on=fail_on)
+    except (CheckError, BenchmarkError) as err:
+        raise _UserError(str(err)) from None
+    console = _console()
+    print_process_report(result.report, console)
+    if json_path:
+        _write_json(json_path, json.dumps(result.to_dict(), indent=2, default=str), console)
+    if result.passed:
+        console.print(f"[bold green]check passed[/bold green]: no recommendation at or above {fail_on}")
+        return
+    console.print(f"[bold red]check failed[/bold red]: {len(result.failing)} recommendation(s) at or "
+                  f"above {fail_on}: " + ", ".join(f"{r.kind} in {r.operation}" for r in result.failing),
+                  soft_wrap=True)
+    raise SystemExit(1)
 
 
 # -- benchmarking and load testing (issue 4) ------------------------------------------------------

@@ -7,14 +7,15 @@
     >>> print(monitor.performance_report().to_json())
 """
 
+from ._check import CheckError, CheckResult, run_check
 from ._findings import Thresholds
 from ._monitor import Monitor, OperationMetrics, UnknownOperationError
 from ._process_report import ProcessReport, process_report
 from ._report import PerformanceReport
 from ._terminal import print_process_report
 
-__all__ = ["Monitor", "OperationMetrics", "PerformanceReport", "ProcessReport", "Thresholds",
-           "UnknownOperationError", "print_process_report", "process_report"]
+__all__ = ["CheckError", "CheckResult", "Monitor", "OperationMetrics", "PerformanceReport", "ProcessReport",
+           "Thresholds", "UnknownOperationError", "print_process_report", "process_report", "run_check"]
 
 # Benchmarking and load testing (issue 4): Benchmark, compare(), load_test(), memory_stress_test().
 from ._bench_errors import (

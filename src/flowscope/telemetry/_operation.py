@@ -49,7 +49,6 @@ Design decisions:
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import inspect
 import logging

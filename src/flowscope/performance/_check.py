@@ -1,0 +1,97 @@
+"""``flowscope check``: run a scenario with flowscope on, and fail on what the report finds.
+
+    >>> result = run_check("scenarios/checkout.py", fail_on="medium")
+    >>> result.passed, [r.kind for r in result.failing]
+    (False, ['n_plus_one'])
+
+    $ flowscope check scenarios/checkout.py                  # exit 1 on a medium or high finding
+    $ flowscope check myapp.jobs:nightly --fail-on high --json flowscope-check.json
+
+Design decisions:
+- The scenario runs in this process, after ``flowscope.configure(instrument=True)``: a script
+  as ``__main__`` (``runpy``, its folder first on ``sys.path``, its arguments in
+  ``sys.argv``), or a zero-argument ``module:function``. Every SQLAlchemy engine it creates
+  is measured and every operation aggregated, with no change to its code.
+- The verdict comes from the process report, so from the same rules as every other report
+  (``_findings``): a CI gate with a rule set of its own would drift from what the
+  recommendations say. A recommendation at or above ``fail_on`` fails the check.
+- A scenario that cannot run (not found, or it raised) is a :class:`CheckError`: no verdict,
+  and ``flowscope check`` exits 2, not 1, so CI tells "slow" from "broken".
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..telemetry import configure
+from ._process_report import ProcessReport, process_report
+from ._targets import callable_target
+from .optimizations._recommendation import Recommendation
+
+FAIL_ON = ("low", "medium", "high", "never")
+_RANK = {"low": 1, "medium": 2, "high": 3, "never": 4}
+
+
+class CheckError(ValueError):
+    """The scenario could not be run to the end, so there is no verdict."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    report: ProcessReport
+    fail_on: str
+    failing: tuple[Recommendation, ...]   # recommendations at or above ``fail_on``
+
+    @property
+    def passed(self) -> bool:
+        return not self.failing
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "fail_on": self.fail_on,
+                "failing": [r.to_dict() for r in self.failing], "report": self.report.to_dict()}
+
+
+def run_check(target: str, args: Sequence[str] = (), fail_on: str = "medium") -> CheckResult:
+    """Run ``target`` (a ``.py`` file or ``module:function``) measured; judge the report."""
+    if fail_on not in _RANK:
+        raise CheckError(f"fail_on={fail_on!r}: expected one of {', '.join(FAIL_ON)}")
+    telemetry = configure(instrument=True)
+    _run(target, list(args))
+    report = process_report(telemetry.aggregator)
+    failing = tuple(r for r in report.recommendations if _RANK[r.severity] >= _RANK[fail_on])
+    return CheckResult(report, fail_on, failing)
+
+
+def _run(target: str, args: list[str]) -> None:
+    if target.endswith(".py") or os.path.sep in target:
+        if not os.path.isfile(target):
+            raise CheckError(f"{target}: no such script (give a .py file or module:function)")
+        _run_script(target, args)
+        return
+    if args:
+        raise CheckError(f"{target}: arguments are for scripts; a module:function is called without any")
+    function = callable_target(target, from_current_directory=True)
+    try:
+        function()
+    except Exception as err:
+        raise CheckError(f"{target} raised {type(err).__name__}: {err}") from err
+
+
+def _run_script(path: str, args: list[str]) -> None:
+    saved_argv, saved_path = sys.argv, list(sys.path)
+    sys.argv = [path, *args]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit as done:
+        if done.code not in (None, 0):
+            raise CheckError(f"{path} exited with status {done.code}") from None
+    except Exception as err:
+        raise CheckError(f"{path} raised {type(err).__name__}: {err}") from err
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path

@@ -1,0 +1,106 @@
+"""`flowscope check`: a scenario run measured, its report printed, exit 1 on findings (a CI gate).
+
+Each run is a fresh process (the aggregator is process-wide), on a real SQLite file: a scenario
+with an N+1 over a lazy relationship fails the check and names the relationship; the same
+scenario with eager loading passes; a scenario that cannot run exits 2 with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+SCENARIO = '''
+import sys
+from sqlalchemy import ForeignKey, create_engine, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
+
+import flowscope
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Author(Base):
+    __tablename__ = "authors"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]
+
+
+class Book(Base):
+    __tablename__ = "books"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("authors.id"))
+    author: Mapped[Author] = relationship()
+
+
+engine = create_engine("sqlite:///" + sys.argv[1])
+Base.metadata.create_all(engine)
+with Session(engine) as session:
+    session.add_all([Book(author=Author(name=f"author {i}")) for i in range(30)])
+    session.commit()
+
+eager = "--eager" in sys.argv
+for _ in range(3):
+    with Session(engine) as session, flowscope.operation("list_books"):
+        query = select(Book).options(selectinload(Book.author)) if eager else select(Book)
+        names = [book.author.name for book in session.scalars(query)]
+'''
+
+
+def run_check(tmp_path: Path, *args: str, eager: bool = False) -> subprocess.CompletedProcess:
+    scenario = tmp_path / "scenario.py"
+    scenario.write_text(textwrap.dedent(SCENARIO))
+    script_args = [str(tmp_path / "books.db")] + (["--eager"] if eager else [])
+    return subprocess.run([sys.executable, "-c", "from flowscope.cli import main; main()", "check", *args,
+                           str(scenario), *script_args], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+
+
+def test_an_n_plus_one_fails_the_check_and_is_named(tmp_path: Path) -> None:
+    done = run_check(tmp_path, "--json", str(tmp_path / "check.json"))
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Book.author" in done.stdout and "check failed" in done.stdout
+    verdict = json.loads((tmp_path / "check.json").read_text())
+    assert verdict["passed"] is False and verdict["fail_on"] == "medium"
+    [n_plus_one] = [r for r in verdict["failing"] if r["kind"] == "n_plus_one"]
+    assert n_plus_one["operation"] == "list_books"
+    assert "selectinload(Book.author)" in n_plus_one["suggestion"]
+
+
+def test_the_same_scenario_with_eager_loading_passes(tmp_path: Path) -> None:
+    done = run_check(tmp_path, eager=True)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "check passed" in done.stdout and "list_books" in done.stdout
+
+
+def test_fail_on_never_reports_without_failing(tmp_path: Path) -> None:
+    done = run_check(tmp_path, "--fail-on", "never")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "n_plus_one" in done.stdout
+
+
+def test_a_missing_scenario_exits_2_with_one_line(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", "from flowscope.cli import main; main()", "check",
+                           str(tmp_path / "nowhere.py")], capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"Error: {tmp_path / 'nowhere.py'}: no such script "
+                                                "(give a .py file or module:function)"]
+
+
+def test_a_scenario_that_raises_exits_2_naming_the_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('database is down')\n")
+    done = subprocess.run([sys.executable, "-c", "from flowscope.cli import main; main()", "check", str(broken)],
+                          capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 2
+    assert "RuntimeError: database is down" in done.stderr
