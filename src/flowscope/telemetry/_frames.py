@@ -206,6 +206,3 @@ def claim_frames() -> None:
     """Called by a processor that will pop ``pending_frames`` when it aggregates a span."""
     _FrameClaims.active += 1
 
-
-def frames_claimed() -> bool:
-    return _FrameClaims.active > 0
