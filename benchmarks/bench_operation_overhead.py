@@ -27,7 +27,7 @@ information, to show where the difference goes:
 
 Target: flowscope.operation / bare span <= 1.3x.
 
-Where it stands (CPython 3.11, opentelemetry-sdk 1.45, this 2-core VM): 1.30-1.34x (bare
+Where it stands (CPython 3.11, opentelemetry-sdk 1.45, this 2-core VM): 1.29-1.36x (bare
 ~19.5-19.9 us, operation ~25.2-26.2 us, CPU min per span, several runs): the target is missed
 by a few percent. It was 2.04-2.08x (~39 us) at the end of the first session; what moved it:
 - ``workflow.operation`` recorded with the end attributes instead of passed to start_span,
