@@ -27,27 +27,27 @@ information, to show where the difference goes:
 
 Target: flowscope.operation / bare span <= 1.3x.
 
-Where it stands (CPython 3.11, opentelemetry-sdk 1.45, this 2-core VM): 1.29-1.36x (bare
-~19.5-19.9 us, operation ~25.2-26.2 us, CPU min per span, several runs): the target is missed
-by a few percent. It was 2.04-2.08x (~39 us) at the end of the first session; what moved it:
+Where it stands (CPython 3.11, opentelemetry-sdk 1.45, this 2-core VM): 1.26-1.27x (bare
+~19.1 us, operation ~24.2-24.3 us, CPU min per span, several runs). It was 2.04-2.08x (~39 us)
+at the end of the first session and 1.29-1.36x at the end of the second; what moved it:
 - ``workflow.operation`` recorded with the end attributes instead of passed to start_span,
   where the sampler's SamplingResult and the span's BoundedAttributes each cleaned and copied
   it: ~7 us;
 - the aggregator queues spans in on_end and aggregates them in batches (per-operation columns,
   C-level sum/min/max and Counter), reading operation()'s measures from the frame instead of
   copying the attribute mapping: ~4 us;
-- probes written out in operation() and read with getrusage(RUSAGE_THREAD), the enclosing
-  frame restored and the frame parked inline, one direct attribute write: ~2 us.
+- probes read with getrusage(RUSAGE_THREAD), the frame parked inline, one direct attribute
+  write: ~2 us;
+- the query frame made current in the span's own OpenTelemetry context instead of a context
+  variable of its own (one attach/detach instead of two set/reset pairs), and the start's
+  statm line parsed only when the end's differs: ~1 us.
 Every chunk ends with a read of the aggregator (``aggregate()``), so the batched work is
 charged to the timed loop of the variant that produced it, and the span store is cleared
 between chunks (untimed) so that no variant frees another's spans.
-What remains: benchmarks/diagnose_operation_floor.py measures, on the same provider, the
-required work alone (SDK span made current, the four probe system calls, seven end
-attributes written directly, aggregation) at ~1.15-1.17x, with the query frame ~1.19-1.21x;
-operation() adds ~2.4 us of Python around that (the class protocol, the state kept on the
-object between __enter__ and __exit__, the guards of the direct attribute path, out-of-order
-ending). System calls are dearer in situ than alone here (four getppid() calls cost 1.7 us
-inside the loop, 0.6 us alone), so the four probes are ~3.5 us of every operation.
+What remains is mostly the four probe system calls (statm and getrusage at each end): without
+them operation() measures ~1.08x a bare span. System calls are dearer in situ than alone here
+(four getppid() calls cost 1.7 us inside the loop, 0.6 us alone); see
+benchmarks/diagnose_operation_floor.py for the required work written out by hand.
 
     .venv/bin/python benchmarks/bench_operation_overhead.py      # BENCH_ROUNDS=N to change
 """
@@ -125,8 +125,13 @@ def run_bare_attributes_not_aggregated() -> int:
     return CHUNK
 
 
+produced_before_clear = 0   # spans the store saw, summed over its clears
+
+
 def flush() -> None:
+    global produced_before_clear
     provider.force_flush()
+    produced_before_clear += store.seen
     store.clear()   # every chunk starts with an empty store: no variant frees another's spans
 
 
@@ -138,8 +143,8 @@ def main() -> None:
                           "bare+7 attributes, aggregated": run_bare_same_attributes},
                          rounds=ROUNDS, between=flush)
     print_samples(samples, "span")
-    produced = store.seen
     flush()
+    produced = produced_before_clear
     print(f"\n  spans produced {produced}, exported (discarded) {exporter.exported}, "
           f"aggregated operations {aggregator.operation(NAME).count}")
     report = Report("operation_overhead", info={

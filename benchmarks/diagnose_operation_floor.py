@@ -7,9 +7,9 @@ operation() adds:
 
 - bare: ``with tracer.start_as_current_span(name): pass``
 - required: an SDK span made current, the four probe system calls (statm and getrusage, at
-  start and end), the seven end attributes written straight into the span's attribute dict,
-  the aggregator's work (no query frame, no class, no guards);
-- + frame: the same with the query frame pushed on its context variable and popped;
+  start and end; one statm line parsed), the seven end attributes written straight into the
+  span's attribute dict, the aggregator's work (no query frame, no class, no guards);
+- + frame: the same with the query frame made current in the same context as the span;
 - + parked: the same with the frame's measures kept and the frame parked for the aggregator
   (the aggregator then reads the frame, as for operation());
 - operation: ``with flowscope.operation(name): pass`` as shipped.
@@ -40,7 +40,8 @@ trace.set_tracer_provider(provider)
 import flowscope  # noqa: E402  (after the provider is global)
 from flowscope.telemetry import BottleneckSpanProcessor, SpanStore  # noqa: E402
 from flowscope.telemetry import _attributes as attr  # noqa: E402
-from flowscope.telemetry._frames import OperationFrame, current_frame, pending_frames  # noqa: E402
+from flowscope.telemetry._context import FRAME_KEY, current_context, operation_context  # noqa: E402
+from flowscope.telemetry._frames import OperationFrame, pending_frames  # noqa: E402
 
 aggregator = BottleneckSpanProcessor()
 store = SpanStore()
@@ -61,23 +62,26 @@ def _hand_written(frame_stage: int) -> int:
         trace.set_span_in_context
     pread, getrusage = os.pread, resource.getrusage
     for _ in range(CHUNK):
+        context = current_context()
+        span = start_span("op", context)
         if frame_stage:
-            frame = OperationFrame(current_frame.get())
-            frame_token = current_frame.set(frame)
-        span = start_span("op")
-        token = attach(in_context(span))
+            frame = OperationFrame(context.get(FRAME_KEY))
+            token = attach(operation_context(context, span, frame))
+        else:
+            token = attach(in_context(span, context))
         peak0 = getrusage(WHO).ru_maxrss
-        rss0 = int(pread(STATM, 64, 0).split()[1])
-        rss1 = int(pread(STATM, 64, 0).split()[1])
+        rss0 = pread(STATM, 64, 0)
+        rss1 = pread(STATM, 64, 0)
         peak1 = getrusage(WHO).ru_maxrss
+        rss = int(rss1.split()[1])
+        delta = 0 if rss0 == rss1 else rss - int(rss0.split()[1])   # start parsed only if it differs
         if frame_stage:
             frame.closed = True
-            current_frame.reset(frame_token)
         bounded = span._attributes
         with span._lock, bounded._lock:
-            bounded._dict.update(zip(KEYS, ("op", rss1, rss1 - rss0, peak1 - peak0, 0, 0, 0.0)))
+            bounded._dict.update(zip(KEYS, ("op", rss, delta, peak1 - peak0, 0, 0, 0.0)))
         if frame_stage == 2:
-            frame.measured = ("op", rss1 - rss0, peak1 - peak0, 0, 0.0)
+            frame.measured = ("op", delta, peak1 - peak0, 0, 0.0)
             pending_frames[span.get_span_context().span_id] = frame
         detach(token)
         span.end()

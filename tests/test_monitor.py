@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from flowscope.performance import Monitor, OperationMetrics, UnknownOperationError
 from flowscope.telemetry import Telemetry
-from flowscope.telemetry._frames import current_frame
+from flowscope.telemetry._frames import innermost_frame
 from flowscope.workflows import Workflow, WorkflowExecution, on, start_workflow, step
 
 
@@ -234,7 +234,7 @@ def test_after_end_operation_queries_are_no_longer_attributed_to_it(session: Ses
     monitor.end_operation(op_id)
     run_queries(session, 5)
 
-    assert current_frame.get() is None
+    assert innermost_frame() is None
     [span] = spans_named(telemetry, "bounded")
     assert span.attributes["workflow.db.query_count"] == 1
 
@@ -248,7 +248,7 @@ def test_operations_ended_out_of_start_order_leave_no_operation_current(
         b = monitor.start_operation("b")
         monitor.end_operation(a)
         monitor.end_operation(b)
-        return current_frame.get(), trace.get_current_span()
+        return innermost_frame(), trace.get_current_span()
 
     # In a copy of the context, so a leak cannot spill into other tests.
     frame, span = contextvars.copy_context().run(overlapping)

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -157,6 +158,103 @@ def test_sibling_operations_do_not_share_counts(telemetry, engine: Engine):
     assert only_span(telemetry, "second").attributes[attr.QUERY_COUNT] == 3
     assert only_span(telemetry, "parent").attributes[attr.QUERY_COUNT] == 5
 
+
+
+def test_queries_under_a_users_own_span_count_in_the_operation_around_it(telemetry, engine: Engine):
+    tracer = trace.get_tracer("user")
+    with engine.connect() as conn:
+        with flowscope.operation("around"):
+            with tracer.start_as_current_span("user.step"):
+                run_queries(conn, 3)
+            run_queries(conn, 1)
+
+    assert only_span(telemetry, "around").attributes[attr.QUERY_COUNT] == 4
+
+
+def test_after_an_operation_its_caller_s_span_and_operation_are_current_again(telemetry, engine: Engine):
+    with engine.connect() as conn:
+        with flowscope.operation("enclosing") as enclosing:
+            with flowscope.operation("nested"):
+                pass
+            assert trace.get_current_span() is enclosing
+            run_queries(conn, 2)
+        assert trace.get_current_span() is trace.INVALID_SPAN
+        run_queries(conn, 5)
+
+    assert only_span(telemetry, "enclosing").attributes[attr.QUERY_COUNT] == 2
+
+
+# --- the OpenTelemetry context an operation makes current (_context) ---------------------------------
+
+
+def test_the_fast_context_paths_are_in_use_with_the_pinned_opentelemetry():
+    # Each stands in for a public call and is checked against it at import; when an
+    # opentelemetry-api upgrade changes what they rely on, the public path is used instead
+    # (still correct, ~0.5 us slower per operation). This test says when that happens.
+    from flowscope.telemetry import _context
+
+    assert _context._fast_current_context is not None
+    assert _context._SPAN_KEY is not None
+
+
+def test_the_fast_current_context_is_the_public_one_in_threads_and_tasks():
+    from opentelemetry import context as otel_context
+
+    from flowscope.telemetry._context import _fast_current_context
+
+    def same() -> bool:
+        return _fast_current_context() is otel_context.get_current()
+
+    async def in_task() -> bool:
+        return same()
+
+    results: list[bool] = []
+    with flowscope.operation("outside"):
+        results.append(same())
+        worker = threading.Thread(target=lambda: results.append(same()))
+        worker.start()
+        worker.join()
+        results.append(asyncio.run(in_task()))
+    results.append(same())
+    assert results == [True, True, True, True]
+
+
+@pytest.mark.parametrize("private_span_key", [True, False], ids=["fast", "public"])
+def test_operation_context_sets_the_span_and_the_frame_and_keeps_the_rest(monkeypatch, private_span_key):
+    from opentelemetry import context as otel_context
+
+    from flowscope.telemetry import _context
+    from flowscope.telemetry._frames import OperationFrame
+
+    if not private_span_key:
+        monkeypatch.setattr(_context, "_SPAN_KEY", None)
+    baggage_key = otel_context.create_key("caller's own value")
+    caller = otel_context.set_value(baggage_key, "kept")
+    span, frame = trace.NonRecordingSpan(trace.SpanContext(7, 8, is_remote=False)), OperationFrame(None)
+
+    made = _context.operation_context(caller, span, frame)
+
+    assert trace.get_current_span(made) is span
+    assert made.get(_context.FRAME_KEY) is frame
+    assert made.get(baggage_key) == "kept"
+    assert caller.get(_context.FRAME_KEY) is None          # the caller's context is not changed
+    assert made == otel_context.set_value(_context.FRAME_KEY, frame, trace.set_span_in_context(span, caller))
+
+
+def test_operations_nest_and_count_with_the_public_context_path(telemetry, engine: Engine, monkeypatch):
+    from flowscope.telemetry import _context
+
+    monkeypatch.setattr(_context, "_SPAN_KEY", None)
+    with engine.connect() as conn:
+        with flowscope.operation("public_outer") as outer:
+            with flowscope.operation("public_inner"):
+                run_queries(conn, 2)
+            assert trace.get_current_span() is outer
+            run_queries(conn, 1)
+
+    assert only_span(telemetry, "public_inner").attributes[attr.QUERY_COUNT] == 2
+    assert only_span(telemetry, "public_outer").attributes[attr.QUERY_COUNT] == 3
+    assert only_span(telemetry, "public_inner").parent.span_id == outer.get_span_context().span_id
 
 # --- memory and garbage collection --------------------------------------------------------------
 
@@ -460,6 +558,17 @@ def test_memory_probes_agree_with_psutil():
     assert abs(rss - info.rss) < 8 * MB
     assert peak >= rss - 8 * MB
     assert abs(rss_bytes() - info.rss) < 8 * MB
+
+
+def test_a_memory_mark_reads_what_memory_now_reads():
+    from flowscope.telemetry._probes import memory_mark, memory_now, rss_of
+
+    mark, peak = memory_mark()
+    rss, peak_now = memory_now()
+    assert isinstance(mark, bytes)
+    assert abs(rss_of(mark) - rss) < 8 * MB
+    assert peak <= peak_now
+    assert rss_of(12345) == 12345          # without /proc the mark is the RSS itself
 
 
 def test_without_proc_the_probes_fall_back_to_psutil_and_operations_still_work(telemetry, monkeypatch):

@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from ..telemetry import configure, operation
-from ..telemetry._frames import current_frame
+from ..telemetry._frames import innermost_frame
 from ..telemetry._probes import rss_bytes
 from . import _statistics
 from ._bench_errors import InvalidBenchmarkError
@@ -481,7 +481,7 @@ def _sample(target: _Target, loops: int, timer: Callable[[], float], disable_gc:
     gc.collect()
     with operation(f"benchmark.{target.name}", **{"workflow.benchmark.subject": target.name,
                                                   "workflow.benchmark.loops": loops}):
-        frame = current_frame.get()
+        frame = innermost_frame()
         queries_before = frame.query_count if frame is not None else 0
         gc_was_enabled = gc.isenabled()
         if disable_gc:

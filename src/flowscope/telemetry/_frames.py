@@ -1,11 +1,12 @@
-"""Per-operation query tallies, carried in a context variable.
+"""Per-operation query tallies, carried in the OpenTelemetry context.
 
-Design decision: every open :func:`flowscope.operation` pushes an ``OperationFrame`` onto a
-``contextvars`` stack (each frame points to its parent). The query listener adds to the
-innermost frame only; a frame adds its totals into its parent when it closes, so counts are
-inclusive of nested operations at a cost paid once per operation, not once per query per
-level. Context variables give the right attribution for threads (each starts empty) and
-asyncio tasks (each gets a copy of its creator's context) with no locking on the query path.
+Design decision: every open :func:`flowscope.operation` makes an ``OperationFrame`` current in
+the OpenTelemetry context, beside its span (see _context); each frame points to its parent.
+The query listener adds to the innermost frame only; a frame adds its totals into its parent
+when it closes, so counts are inclusive of nested operations at a cost paid once per
+operation, not once per query per level. The context (a context variable underneath) gives the
+right attribution for threads (each starts empty) and asyncio tasks (each gets a copy of its
+creator's context) with no locking on the query path.
 
 Per statement the frame keeps a count, the time, and a bounded table of parameter-set hashes
 (parameters are hashed, never stored): it is what tells an N+1 pattern (same statement,
@@ -15,13 +16,14 @@ different parameters) from a repeated query (same statement, same parameters).
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy
+
+from ._context import FRAME_KEY, current_context
 
 MAX_STATEMENTS_PER_FRAME = 256
 MAX_PARAMETER_SETS_PER_STATEMENT = 64
@@ -185,8 +187,9 @@ class _RepeatWatch:
 repeat_watch = _RepeatWatch()
 
 
-current_frame: contextvars.ContextVar[OperationFrame | None] = contextvars.ContextVar(
-    "flowscope_operation_frame", default=None)
+def innermost_frame() -> OperationFrame | None:
+    """The frame of the innermost operation open in the current context (see _context)."""
+    return current_context().get(FRAME_KEY)  # type: ignore[return-value]
 
 
 # Frames of ended operation spans, waiting for the aggregating processor. The SDK hands

@@ -38,12 +38,16 @@ Design decisions:
   ``set_attributes`` makes them (``_DIRECT_ATTRIBUTES``; a test fails when an SDK upgrade turns
   it off), and per call anything unexpected (another Span class, a value that would need
   cleaning, a full span) falls back to ``set_attributes``.
-- Probes: one ``memory_now()`` call at each end (``/proc/self/statm`` and ``getrusage``).
-  Writing the two system calls out inline measured within the benchmark's noise, so the
-  one implementation stays in ``_probes``. The enclosing operation is restored inline in the
-  usual case (this one is innermost); ``_leave_out_of_order`` handles the rest.
-- Where the time goes: benchmarks/diagnose_operation_floor.py (the required work alone
-  ~1.16x a bare span, with the query frame ~1.20x, operation() ~1.30-1.33x).
+- The span and the query frame are made current together, in one OpenTelemetry context
+  (``_context.operation_context``): one attach at the start, one detach at the end, where a
+  context variable of its own for the frame cost ~1 us more per operation.
+- Probes: one ``memory_mark()`` call at each end (``/proc/self/statm`` and ``getrusage``); the
+  start's statm line is parsed only when the end's differs (an unchanged line is an unchanged
+  RSS). Writing the system calls out inline measured within the benchmark's noise, so the one
+  implementation stays in ``_probes``.
+- Where the time goes: benchmarks/diagnose_operation_floor.py. The four probe system calls are
+  most of it (~4 us of ~5 over a bare span, in situ); operation() measures ~1.26-1.28x a bare
+  span (bench_operation_overhead).
 """
 
 from __future__ import annotations
@@ -67,17 +71,16 @@ from sqlalchemy.exc import StatementError
 
 from .. import __version__
 from . import _attributes as attr
-from ._frames import MAX_PENDING_FRAMES, OperationFrame, _FrameClaims, current_frame, pending_frames
+from ._context import FRAME_KEY, attach as _attach, current_context as _current_context, detach as _detach, operation_context
+from ._frames import MAX_PENDING_FRAMES, OperationFrame, _FrameClaims, pending_frames
 from ._health import health
-from ._probes import _GcCounter, memory_now
+from ._probes import _GcCounter, memory_mark, rss_of
 from ._queries import fingerprint
 
 F = TypeVar("F", bound=Callable[..., Any])
 _OPERATION, _RSS_BYTES, _RSS_DELTA_BYTES = attr.OPERATION, attr.RSS_BYTES, attr.RSS_DELTA_BYTES
 _PEAK_INCREASE_BYTES, _GC_COLLECTIONS = attr.PEAK_INCREASE_BYTES, attr.GC_COLLECTIONS
 _QUERY_COUNT, _QUERY_DURATION_MS = attr.QUERY_COUNT, attr.QUERY_DURATION_MS
-_current_frame_get, _current_frame_set, _current_frame_reset = current_frame.get, current_frame.set, current_frame.reset
-_attach, _detach, _set_span_in_context = otel_context.attach, otel_context.detach, trace.set_span_in_context
 _logger = logging.getLogger("flowscope")
 _tracer = trace.get_tracer("flowscope", __version__)
 
@@ -107,8 +110,7 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
     so that attributes known only after the span opened cost no second SDK call.
     """
 
-    __slots__ = ("name", "attributes", "late_attributes", "_span", "_frame", "_frame_token",
-                 "_context_token", "_rss", "_peak", "_gc")
+    __slots__ = ("name", "attributes", "late_attributes", "_span", "_frame", "_mark", "_peak", "_gc")
 
     def __init__(self, name: str, **attributes: Any) -> None:
         self.name = name
@@ -116,46 +118,41 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
         self.late_attributes: dict[str, Any] | None = None
 
     def __enter__(self) -> Span:
-        frame = self._frame = OperationFrame(_current_frame_get())
-        self._frame_token = _current_frame_set(frame)
+        context = _current_context()
+        frame = self._frame = OperationFrame(context.get(FRAME_KEY))
         try:
             span = self._span = _tracer.start_span(
-                self.name, attributes=redact_attributes(self.attributes) if self.attributes else None)
-            self._context_token = frame.context_token = _attach(_set_span_in_context(span))
+                self.name, context, attributes=redact_attributes(self.attributes) if self.attributes else None)
+            frame.context_token = _attach(operation_context(context, span, frame))
         except Exception:
             health.failed("starting an operation span")
             span = self._span = trace.INVALID_SPAN
-            self._context_token = None
         if settings.tracemalloc:
             _start_tracemalloc_window(frame)
         self._gc = _GcCounter.collections
-        self._rss, self._peak = memory_now()
+        self._mark, self._peak = memory_mark()
         return span
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        rss, peak = memory_now()
+        mark, peak = memory_mark()
         gcs = _GcCounter.collections
         frame = self._frame
         frame.closed = True
-        # Restore the enclosing operation. Usually this one is the innermost open here and its
-        # token restores its parent; see _leave_out_of_order for the other cases.
-        innermost = _current_frame_get() is frame
-        skipped = None
-        if innermost:
-            try:
-                _current_frame_reset(self._frame_token)   # current is frame.parent again
-            except ValueError:   # entered in another context: that one cannot be reached
-                innermost = False
-            else:
-                if frame.parent is not None and frame.parent.closed:
-                    skipped = _leave_out_of_order(frame.parent)
+        # Restore the enclosing context. Usually this operation is the innermost open here and
+        # its token restores its parent's; see _leave_out_of_order for the other cases.
+        if _current_context().get(FRAME_KEY) is frame:
+            _detach(frame.context_token)
+            frame.context_token = None   # only a frame closed out of order needs it later
+            if frame.parent is not None and frame.parent.closed:
+                _restore_context(_leave_out_of_order(frame.parent))
         try:
             span = self._span
             if span.is_recording():
                 late = self.late_attributes
                 name = late.get(_OPERATION, self.name) if late else self.name
-                rss_delta = rss - self._rss
+                rss = rss_of(mark)
+                rss_delta = 0 if mark == self._mark else rss - rss_of(self._mark)
                 peak_increase = peak - self._peak
                 queries = frame.query_count
                 query_ms = frame.query_seconds * 1000.0
@@ -177,11 +174,6 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
                     pending_frames[span.get_span_context().span_id] = frame
             if frame.parent is not None:
                 frame.close_into_parent()
-            if innermost and self._context_token is not None:
-                _detach(self._context_token)
-                frame.context_token = None   # only a frame closed out of order needs it later
-                if skipped is not None:
-                    _restore_context(skipped)
             span.end()
         except Exception:
             health.failed("ending an operation span")
@@ -301,24 +293,26 @@ _DIRECT_ATTRIBUTES = _direct_attributes_supported()
 
 
 def _leave_out_of_order(enclosing: OperationFrame) -> Any:
-    """Skip enclosing operations that already ended; return the outermost one's context token.
+    """The context token of the outermost of the enclosing operations that already ended.
 
     Operations normally end innermost first. Ending out of order (``start a, start b, end a,
-    end b`` with Monitor.start_operation/end_operation) leaves ``a`` in place until ``b``
-    ends, then skips it here. (Ending in another context, another thread, ends the span and
-    leaves the starting context alone: it cannot be reached from there.)
+    end b`` with Monitor.start_operation/end_operation) leaves ``a``'s context current until
+    ``b`` ends; then the context from before the outermost such operation is restored (it
+    holds the first enclosing operation still open, if any). Ending in another context
+    (another thread) ends the span and leaves the starting context alone: it cannot be
+    reached from there.
     """
-    current = enclosing
-    outermost_closed = current
-    while current is not None and current.closed:
-        outermost_closed = current
-        current = current.parent
-    _current_frame_set(current)
+    outermost_closed = enclosing
+    while enclosing is not None and enclosing.closed:
+        outermost_closed = enclosing
+        enclosing = enclosing.parent
     return outermost_closed.context_token
 
 
 def _restore_context(token: Any) -> None:
     """Make current the OpenTelemetry context from before ``token``'s span started."""
+    if token is None:   # that operation's span never started: nothing of it was made current
+        return
     old = getattr(token, "old_value", None)
     otel_context.attach(old if isinstance(old, otel_context.Context) else otel_context.Context())
 

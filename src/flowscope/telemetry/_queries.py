@@ -35,7 +35,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from ._frames import OperationFrame, current_frame, repeat_watch
+from ._context import FRAME_KEY, current_context
+from ._frames import OperationFrame, repeat_watch
 from ._health import health
 
 _installed = False
@@ -50,7 +51,7 @@ def _record(frame: OperationFrame, statement: str, seconds: float, parameters: A
 
 
 def _do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool | None:
-    frame = current_frame.get()
+    frame = current_context().get(FRAME_KEY)
     if frame is None:
         return None
     start = perf_counter()
@@ -62,7 +63,7 @@ def _do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> b
 
 
 def _do_execute_no_params(cursor: Any, statement: str, context: Any) -> bool | None:
-    frame = current_frame.get()
+    frame = current_context().get(FRAME_KEY)
     if frame is None:
         return None
     start = perf_counter()
@@ -74,7 +75,7 @@ def _do_execute_no_params(cursor: Any, statement: str, context: Any) -> bool | N
 
 
 def _do_executemany(cursor: Any, statement: str, parameters: Any, context: Any) -> bool | None:
-    frame = current_frame.get()
+    frame = current_context().get(FRAME_KEY)
     if frame is None:
         return None
     start = perf_counter()
@@ -94,7 +95,7 @@ _LISTENERS = (
 
 def _name_lazy_load(state: Any) -> None:
     """Name the relationship of an ORM lazy load, for the statement that runs next."""
-    frame = current_frame.get()
+    frame = current_context().get(FRAME_KEY)
     if frame is None:
         return
     try:
