@@ -73,6 +73,14 @@ def test_an_n_plus_one_fails_the_check_and_is_named(tmp_path: Path) -> None:
     assert "selectinload(Book.author)" in n_plus_one["suggestion"]
 
 
+def test_check_writes_the_report_as_an_html_page_when_asked(tmp_path: Path) -> None:
+    done = run_check(tmp_path, "--html", str(tmp_path / "check.html"))
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    html = (tmp_path / "check.html").read_text(encoding="utf-8")
+    assert "list_books" in html and "Book.author" in html and "selectinload(Book.author)" in html
+
+
 def test_the_same_scenario_with_eager_loading_passes(tmp_path: Path) -> None:
     done = run_check(tmp_path, eager=True)
 

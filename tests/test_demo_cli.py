@@ -131,6 +131,26 @@ def test_demo_command_prints_every_workflow(tmp_path: Path) -> None:
         assert name in result.output
 
 
+def test_demo_command_writes_the_report_as_html_when_asked(tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    result = CliRunner().invoke(main, ["demo", "--database-url", f"sqlite:///{tmp_path / 'x.db'}",
+                                       "--executions", "3", "--html", str(page)])
+
+    assert result.exit_code == 0, result.output
+    html = page.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>")
+    assert "EmployeeOnboarding.complete_orientation" in html and "OnboardingTask.assignee" in html
+
+
+def test_demo_command_with_an_unwritable_html_path_says_so(tmp_path: Path) -> None:
+    target = tmp_path / "no-such-dir" / "report.html"
+    result = CliRunner().invoke(main, ["demo", "--database-url", f"sqlite:///{tmp_path / 'x.db'}",
+                                       "--executions", "1", "--html", str(target)])
+
+    assert result.exit_code == 2
+    assert f"--html: cannot write {target}" in result.output
+
+
 def test_demo_command_runs_twice_on_the_same_file(tmp_path: Path) -> None:
     args = ["demo", "--database-url", f"sqlite:///{tmp_path / 'x.db'}", "--executions", "3"]
     first = CliRunner().invoke(main, args)

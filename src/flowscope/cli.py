@@ -35,7 +35,9 @@ def main() -> None:
 @click.option("--executions", "executions", type=click.IntRange(1, 100_000), default=20, show_default=True,
               metavar="N", help="Executions per example workflow.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated example data.")
-def demo(database_url: str, executions: int, seed: int) -> None:
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="Also write the performance report as a self-contained HTML page.")
+def demo(database_url: str, executions: int, seed: int, html_path: str | None) -> None:
     """Run the example workflows against a real database and time every action."""
     from .demo import DatabaseURLError, print_demo, run_demo   # keep `flowscope --help` fast
 
@@ -43,7 +45,10 @@ def demo(database_url: str, executions: int, seed: int) -> None:
         result = run_demo(database_url, executions_per_workflow=executions, seed=seed)
     except DatabaseURLError as err:
         raise _UserError(f"--database-url: {err}") from None
-    print_demo(result, _console())
+    console = _console()
+    print_demo(result, console)
+    if html_path:
+        _write_file("--html", html_path, result.report.to_html(), console)
 
 
 def _console() -> Console:
@@ -59,12 +64,14 @@ def _console() -> Console:
               show_default=True, help="Exit 1 when a recommendation of this severity or higher is found.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               help="Also write the verdict and the whole report as JSON.")
-def check(target: str, args: tuple[str, ...], fail_on: str, json_path: str | None) -> None:
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="Also write the report as a self-contained HTML page (a CI artifact).")
+def check(target: str, args: tuple[str, ...], fail_on: str, json_path: str | None, html_path: str | None) -> None:
     """Run a scenario with flowscope on, print the report, and fail on its findings (a CI gate).
 
     \b
     $ flowscope check scenarios/checkout.py --fail-on medium
-    $ flowscope check myapp.jobs:nightly --json flowscope-check.json
+    $ flowscope check myapp.jobs:nightly --json flowscope-check.json --html flowscope-check.html
 
     Exit status: 0 passed, 1 a finding at or above --fail-on, 2 the scenario could not run.
     """
@@ -79,7 +86,9 @@ def check(target: str, args: tuple[str, ...], fail_on: str, json_path: str | Non
     console = _console()
     print_process_report(result.report, console)
     if json_path:
-        _write_json(json_path, json.dumps(result.to_dict(), indent=2, default=str), console)
+        _write_file("--json", json_path, json.dumps(result.to_dict(), indent=2, default=str), console)
+    if html_path:
+        _write_file("--html", html_path, result.report.to_html(), console)
     if result.passed:
         console.print(f"[bold green]check passed[/bold green]: no recommendation at or above {fail_on}")
         return
@@ -133,7 +142,7 @@ def bench(targets: tuple[str, ...], iterations: int, warmup: int, min_time: floa
     if change is not None:
         print_result_comparison(change, console)
     if json_path:
-        _write_json(json_path, result.to_json(), console)
+        _write_file("--json", json_path, result.to_json(), console)
 
 
 @main.command("load-test")
@@ -189,15 +198,15 @@ def load_test_command(target: str, concurrency: int, operations: int, processes:
         raise _UserError(str(err)) from None
     print_load_test(result, console)
     if json_path:
-        _write_json(json_path, result.to_json(), console)
+        _write_file("--json", json_path, result.to_json(), console)
     if result.interrupted:
         raise SystemExit(130)
 
 
-def _write_json(path: str, text: str, console: Console) -> None:
+def _write_file(option: str, path: str, text: str, console: Console) -> None:
     try:
         with open(path, "w", encoding="utf-8") as out:
             out.write(text + "\n")
     except OSError as err:
-        raise _UserError(f"--json: cannot write {path}: {err}") from None
+        raise _UserError(f"{option}: cannot write {path}: {err}") from None
     console.print(f"wrote {path}", style="dim")

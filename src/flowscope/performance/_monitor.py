@@ -141,13 +141,15 @@ class Monitor:
         )
 
     def export_performance_data(self, format: str = "json") -> str:  # noqa: A002 - seed API name
-        """The report as ``json`` or ``csv`` text."""
+        """The report as ``json``, ``csv`` or ``html`` text."""
         report = self.performance_report()
         if format == "json":
             return report.to_json()
         if format == "csv":
             return report.to_csv()
-        raise ValueError(f"unknown export format {format!r}; use 'json' or 'csv'")
+        if format == "html":
+            return report.to_html()
+        raise ValueError(f"unknown export format {format!r}; use 'json', 'csv' or 'html'")
 
     def _summary(self, metrics: list[OperationMetrics]) -> ExecutionSummary:
         """Read fresh from the database when the execution still has a session (one row and a

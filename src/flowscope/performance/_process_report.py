@@ -3,6 +3,7 @@
     >>> report = process_report()                 # flowscope.configure()'s aggregator
     >>> report.bottlenecks.slowest[0].name
     >>> print(report.to_json())
+    >>> Path("flowscope-report.html").write_text(report.to_html())
 
 Where :class:`Monitor` reports on one execution from its spans, this reads the
 :class:`~flowscope.telemetry.BottleneckSpanProcessor`'s statistics, so it covers everything
@@ -35,6 +36,12 @@ class ProcessReport:
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, default=str)
+
+    def to_html(self, limit: int = 50) -> str:
+        """A self-contained HTML page: recommendations, bottlenecks, the ``limit`` slowest operations."""
+        from ._html import process_report_html   # jinja2 only when a page is asked for
+
+        return process_report_html(self, limit)
 
 
 def process_report(aggregator: BottleneckSpanProcessor | None = None,

@@ -109,6 +109,12 @@ class PerformanceReport:
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, default=str)
 
+    def to_html(self) -> str:
+        """A self-contained HTML page of every section."""
+        from ._html import performance_report_html   # jinja2 only when a page is asked for
+
+        return performance_report_html(self)
+
     def to_csv(self) -> str:
         """One row per operation name: the timing table, with the execution id on each row."""
         buffer = io.StringIO()

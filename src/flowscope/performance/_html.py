@@ -1,0 +1,61 @@
+"""HTML rendering of reports: one self-contained page to open in a browser or keep as a CI artifact.
+
+    >>> Path("flowscope-report.html").write_text(process_report().to_html())
+    >>> monitor.export_performance_data(format="html")
+    $ flowscope check scenario.py --html flowscope-report.html
+
+Design decisions:
+- Jinja2 templates (``templates/*.html.j2``, package data) with autoescaping on: every value
+  (operation names, SQL fingerprints, call sites, messages) is escaped by the template engine,
+  never by hand; an unknown name in a template is an error, not an empty cell.
+- Self-contained: the CSS is inline, there is no JavaScript, and a Content-Security-Policy
+  forbids loading anything, so the file opens offline, attached to a CI run or mailed.
+- No data is computed here: the templates read the typed reports, as the terminal and JSON
+  renderings do.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from .. import __version__
+
+if TYPE_CHECKING:
+    from ._process_report import ProcessReport
+    from ._report import PerformanceReport
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Environment:
+    env = Environment(loader=PackageLoader("flowscope.performance", "templates"), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["kib"] = lambda n: f"{n / 1024:,.0f}"
+    env.filters["mib"] = lambda n: f"{n / (1024 * 1024):,.1f}"
+    env.filters["ms"] = lambda v: f"{v:,.2f}"
+    return env
+
+
+def _render(template: str, title: str, **data: Any) -> str:
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return _environment().get_template(template).render(
+        title=title, generated=generated, version=__version__, **data)
+
+
+def process_report_html(report: ProcessReport, limit: int = 50) -> str:
+    """The process report (every operation the aggregator saw) as an HTML page."""
+    slowest_p95 = max((op.duration_ms.p95 for op in report.operations), default=0.0)
+    return _render("process_report.html.j2", "flowscope: process performance report", report=report,
+                   operations=report.operations[:limit], hidden=max(0, len(report.operations) - limit),
+                   slowest_p95=slowest_p95)
+
+
+def performance_report_html(report: PerformanceReport) -> str:
+    """One execution's performance report (Monitor.performance_report()) as an HTML page."""
+    summary = report.execution_summary
+    title = f"flowscope: {summary.workflow_class} execution {summary.execution_id}"
+    slowest_total = max((op.total_ms for op in report.timing_analysis.operations), default=0.0)
+    return _render("performance_report.html.j2", title, report=report, slowest_total=slowest_total)
