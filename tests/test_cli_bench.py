@@ -46,6 +46,16 @@ def test_bench_prints_statistics_and_the_verdict_and_writes_json(tmp_path: Path)
     assert "support.bench_targets:single (new)" in again.output
 
 
+def test_bench_writes_the_comparison_as_an_html_page_when_asked(tmp_path: Path) -> None:
+    page = tmp_path / "bench.html"
+    result = invoke("bench", "support.bench_targets:single", "support.bench_targets:double", "--iterations", "4",
+                    "--warmup", "1", "--min-time", "0.001", "--clock", "cpu", "--html", str(page))
+
+    assert result.exit_code == 0, result.output
+    html = page.read_text(encoding="utf-8")
+    assert "support.bench_targets:double" in html and "Against the baseline" in html
+
+
 @pytest.mark.parametrize("args, message", [
     (["no_such_module_xyz:fn"], "module 'no_such_module_xyz' cannot be imported"),
     (["support.bench_targets:missing"], "has no attribute 'missing'"),
@@ -78,6 +88,16 @@ def test_load_test_prints_the_summary_table_and_writes_json(tmp_path: Path) -> N
     assert data["throughput"] > 0
     assert data["operations_planned"] == 9 and data["operations_accounted_for"] == 9
     assert data["operations_performed"] == 6
+
+
+def test_load_test_writes_the_result_as_an_html_page_when_asked(tmp_path: Path) -> None:
+    page = tmp_path / "load.html"
+    result = invoke("load-test", "flowscope.examples:DocumentApproval", "-c", "2", "-n", "2", "--html", str(page))
+
+    assert result.exit_code == 0, result.output
+    html = page.read_text(encoding="utf-8")
+    assert "load test of flowscope.examples.document_approval:DocumentApproval" in html
+    assert "submit_for_review" in html
 
 
 def test_load_test_in_processes_on_a_given_database(tmp_path: Path) -> None:

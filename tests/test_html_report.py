@@ -19,9 +19,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 import flowscope
-from flowscope.performance import Monitor, process_report
+from flowscope.performance import Monitor, compare, load_test, process_report
 from flowscope.telemetry import Telemetry
 from flowscope.workflows import Workflow, start_workflow, step
+from support.load_workflows import Flaky
 
 LOOKUP = "SELECT current_step FROM workflow_executions WHERE id = :id"
 LOOKUP_FINGERPRINT = "SELECT current_step FROM workflow_executions WHERE id = ?"
@@ -156,6 +157,41 @@ def test_an_execution_report_page_has_every_section_of_the_typed_report(
     assert page.operation_names[:3] == [op.name for op in report.timing_analysis.operations]
     assert f"<dd>{monitor.execution_id}</dd>" in html
     assert any(LOOKUP_FINGERPRINT in r and "n_plus_one" in r for r in page.recommendations)
+
+
+def test_a_comparison_page_shows_each_verdict_and_every_subject_with_its_ratio() -> None:
+    def one() -> int:
+        return sum(range(50))
+
+    def four() -> int:
+        return sum(range(50)) + sum(range(50)) + sum(range(50)) + sum(range(50))
+
+    result = compare({"one": one, "four": four}, iterations=6, warmup=1, min_time=0.001, clock="cpu")
+
+    html = result.to_html()
+
+    page = read_page(html)
+    assert page.operation_names == ["one", "four"]
+    assert page.section_ids == ["verdicts", "subjects"]
+    [verdict] = page.recommendations
+    assert result.comparison("four").verdict in verdict
+    assert f"{result.ratio('four'):.3f}x" in verdict
+    assert "baseline" in html and page.scripts == 0
+
+
+def test_a_load_test_page_shows_throughput_latency_errors_operations_and_workers(tmp_path: Path) -> None:
+    result = load_test(Flaky, concurrent_executions=4, operations_per_execution=3,
+                       database_url=f"sqlite:///{tmp_path / 'load.db'}", seed=1)
+
+    html = result.to_html()
+
+    page = read_page(html)
+    assert page.section_ids == ["summary", "latency", "errors", "operations", "workers"]
+    assert page.operation_names[:len(result.latency)] == [stats.action for stats in result.latency]
+    assert f"<strong>{result.throughput:.1f}</strong> workflows/s" in html
+    [group] = result.errors
+    assert f"{group.count}x" in html and group.type in html
+    assert f"{result.operations_accounted_for} of {result.operations_planned} planned" in html
 
 
 # --- in a real browser -----------------------------------------------------------------------

@@ -23,6 +23,11 @@ class _UserError(click.ClickException):
     exit_code = 2
 
 
+_html_option = click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+                            help="Also write the report as a self-contained HTML page (to open in a browser, "
+                                 "or keep as a CI artifact).")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="flowscope")
 def main() -> None:
@@ -35,8 +40,7 @@ def main() -> None:
 @click.option("--executions", "executions", type=click.IntRange(1, 100_000), default=20, show_default=True,
               metavar="N", help="Executions per example workflow.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated example data.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
-              help="Also write the performance report as a self-contained HTML page.")
+@_html_option
 def demo(database_url: str, executions: int, seed: int, html_path: str | None) -> None:
     """Run the example workflows against a real database and time every action."""
     from .demo import DatabaseURLError, print_demo, run_demo   # keep `flowscope --help` fast
@@ -64,8 +68,7 @@ def _console() -> Console:
               show_default=True, help="Exit 1 when a recommendation of this severity or higher is found.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               help="Also write the verdict and the whole report as JSON.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
-              help="Also write the report as a self-contained HTML page (a CI artifact).")
+@_html_option
 def check(target: str, args: tuple[str, ...], fail_on: str, json_path: str | None, html_path: str | None) -> None:
     """Run a scenario with flowscope on, print the report, and fail on its findings (a CI gate).
 
@@ -113,10 +116,11 @@ def check(target: str, args: tuple[str, ...], fail_on: str, json_path: str | Non
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap interval.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               help="Also write the result (every sample) as JSON.")
+@_html_option
 @click.option("--compare-to", "saved_path", type=click.Path(dir_okay=False), metavar="FILE",
               help="A result saved with --json earlier: say what changed since, per function.")
 def bench(targets: tuple[str, ...], iterations: int, warmup: int, min_time: float, clock: str, seed: int,
-          json_path: str | None, saved_path: str | None) -> None:
+          json_path: str | None, html_path: str | None, saved_path: str | None) -> None:
     """Time zero-argument functions and compare each with the first (Mann-Whitney U test).
 
     \b
@@ -143,6 +147,8 @@ def bench(targets: tuple[str, ...], iterations: int, warmup: int, min_time: floa
         print_result_comparison(change, console)
     if json_path:
         _write_file("--json", json_path, result.to_json(), console)
+    if html_path:
+        _write_file("--html", html_path, result.to_html(), console)
 
 
 @main.command("load-test")
@@ -162,9 +168,10 @@ def bench(targets: tuple[str, ...], iterations: int, warmup: int, min_time: floa
 @click.option("--seed", type=int, default=None, help="Seed of the random policy [default: chosen and reported].")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               help="Also write the result as JSON.")
+@_html_option
 def load_test_command(target: str, concurrency: int, operations: int, processes: bool, workers: int | None,
                       database_url: str | None, policy: str, user: str, seed: int | None,
-                      json_path: str | None) -> None:
+                      json_path: str | None, html_path: str | None) -> None:
     """Run many executions of a workflow class at once: throughput, latency, errors.
 
     \b
@@ -199,6 +206,8 @@ def load_test_command(target: str, concurrency: int, operations: int, processes:
     print_load_test(result, console)
     if json_path:
         _write_file("--json", json_path, result.to_json(), console)
+    if html_path:
+        _write_file("--html", html_path, result.to_html(), console)
     if result.interrupted:
         raise SystemExit(130)
 

@@ -218,6 +218,12 @@ class ComparisonResult:
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
+    def to_html(self) -> str:
+        """A self-contained HTML page: the verdicts against the baseline, then every subject."""
+        from ._html import comparison_html   # jinja2 only when a page is asked for
+
+        return comparison_html(self)
+
     def save(self, path: str | Path) -> Path:
         target = Path(path)
         target.write_text(self.to_json() + "\n", encoding="utf-8")

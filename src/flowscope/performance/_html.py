@@ -2,7 +2,8 @@
 
     >>> Path("flowscope-report.html").write_text(process_report().to_html())
     >>> monitor.export_performance_data(format="html")
-    $ flowscope check scenario.py --html flowscope-report.html
+    >>> compare(json.dumps, json_fast).to_html(); load_test(DocumentApproval).to_html()
+    $ flowscope check scenario.py --html flowscope-report.html    # also: demo, bench, load-test
 
 Design decisions:
 - Jinja2 templates (``templates/*.html.j2``, package data) with autoescaping on: every value
@@ -23,8 +24,11 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from .. import __version__
+from ._units import format_bytes, format_seconds
 
 if TYPE_CHECKING:
+    from ._compare import ComparisonResult
+    from ._load_result import LoadTestResult
     from ._process_report import ProcessReport
     from ._report import PerformanceReport
 
@@ -36,6 +40,8 @@ def _environment() -> Environment:
     env.filters["kib"] = lambda n: f"{n / 1024:,.0f}"
     env.filters["mib"] = lambda n: f"{n / (1024 * 1024):,.1f}"
     env.filters["ms"] = lambda v: f"{v:,.2f}"
+    env.filters["seconds"] = format_seconds
+    env.filters["bytes"] = format_bytes
     return env
 
 
@@ -47,10 +53,8 @@ def _render(template: str, title: str, **data: Any) -> str:
 
 def process_report_html(report: ProcessReport, limit: int = 50) -> str:
     """The process report (every operation the aggregator saw) as an HTML page."""
-    slowest_p95 = max((op.duration_ms.p95 for op in report.operations), default=0.0)
     return _render("process_report.html.j2", "flowscope: process performance report", report=report,
-                   operations=report.operations[:limit], hidden=max(0, len(report.operations) - limit),
-                   slowest_p95=slowest_p95)
+                   operations=report.operations[:limit], hidden=max(0, len(report.operations) - limit))
 
 
 def performance_report_html(report: PerformanceReport) -> str:
@@ -59,3 +63,15 @@ def performance_report_html(report: PerformanceReport) -> str:
     title = f"flowscope: {summary.workflow_class} execution {summary.execution_id}"
     slowest_total = max((op.total_ms for op in report.timing_analysis.operations), default=0.0)
     return _render("performance_report.html.j2", title, report=report, slowest_total=slowest_total)
+
+
+def comparison_html(result: ComparisonResult) -> str:
+    """A benchmark comparison (``Benchmark.compare``) as an HTML page."""
+    slowest_median = max((subject.median for subject in result.subjects), default=0.0)
+    return _render("comparison.html.j2", "flowscope: benchmark comparison", result=result,
+                   slowest_median=slowest_median)
+
+
+def load_test_html(result: LoadTestResult) -> str:
+    """A load test (``Benchmark.load_test``) as an HTML page."""
+    return _render("load_test.html.j2", f"flowscope: load test of {result.workflow}", result=result)

@@ -136,3 +136,9 @@ class LoadTestResult:
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, default=str)
+
+    def to_html(self) -> str:
+        """A self-contained HTML page: summary, latency per action, errors, operations, workers."""
+        from ._html import load_test_html   # jinja2 only when a page is asked for
+
+        return load_test_html(self)
