@@ -551,24 +551,15 @@ def test_the_direct_path_for_end_attributes_is_in_use_with_the_pinned_sdk():
 def test_memory_probes_agree_with_psutil():
     import psutil
 
-    from flowscope.telemetry._probes import memory_now
-
-    rss, peak = memory_now()
-    info = psutil.Process().memory_info()
-    assert abs(rss - info.rss) < 8 * MB
-    assert peak >= rss - 8 * MB
-    assert abs(rss_bytes() - info.rss) < 8 * MB
-
-
-def test_a_memory_mark_reads_what_memory_now_reads():
-    from flowscope.telemetry._probes import memory_mark, memory_now, rss_of
+    from flowscope.telemetry._probes import memory_mark, rss_of
 
     mark, peak = memory_mark()
-    rss, peak_now = memory_now()
-    assert isinstance(mark, bytes)
-    assert abs(rss_of(mark) - rss) < 8 * MB
-    assert peak <= peak_now
-    assert rss_of(12345) == 12345          # without /proc the mark is the RSS itself
+    info = psutil.Process().memory_info()
+    assert isinstance(mark, bytes)           # the raw /proc/self/statm line, parsed by rss_of
+    assert abs(rss_of(mark) - info.rss) < 8 * MB
+    assert peak >= rss_of(mark) - 8 * MB
+    assert abs(rss_bytes() - info.rss) < 8 * MB
+    assert rss_of(12345) == 12345            # without /proc the mark is the RSS itself
 
 
 def test_without_proc_the_probes_fall_back_to_psutil_and_operations_still_work(telemetry, monkeypatch):
@@ -577,8 +568,8 @@ def test_without_proc_the_probes_fall_back_to_psutil_and_operations_still_work(t
     from flowscope.telemetry import _probes
 
     monkeypatch.setattr(_probes, "_statm_fd", None)      # as on macOS: no /proc/self/statm
-    rss, _ = _probes.memory_now()
-    assert abs(rss - psutil.Process().memory_info().rss) < 8 * MB
+    mark, _ = _probes.memory_mark()
+    assert isinstance(mark, int) and abs(mark - psutil.Process().memory_info().rss) < 8 * MB
     with flowscope.operation("no_proc"):
         pass
     assert only_span(telemetry, "no_proc").attributes[attr.RSS_BYTES] > 0

@@ -106,15 +106,6 @@ def peak_rss_bytes() -> int:
         return 0
 
 
-def memory_now() -> tuple[int, int]:
-    """``(rss_bytes(), peak_rss_bytes())`` in one call: what an operation reads at each end."""
-    try:
-        return (int(_pread(_statm_fd, 64, 0).split()[1]) * _PAGE_SIZE,   # type: ignore[arg-type]
-                _getrusage(_PEAK_WHO).ru_maxrss * _MAXRSS_UNIT)          # type: ignore[misc]
-    except Exception:   # no /proc or no resource module here: each probe's own fallback
-        return rss_bytes(), peak_rss_bytes()
-
-
 def memory_mark() -> tuple[bytes | int, int]:
     """``(mark, peak_rss_bytes())``: what an operation reads at each end, RSS left unparsed.
 
