@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt setup.py
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/flowscope demo
+	$(BIN)/flowscope demo --html flowscope-report.html
 
 # Phoenix, the real OTLP receiver of the export tests, lives in its own venv (see the script).
 PHOENIX_VENV ?= $(or $(FLOWSCOPE_PHOENIX_VENV),.venv-phoenix)
@@ -48,4 +48,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) $(VENV21) .pytest_cache flowscope.db
+	rm -rf $(VENV) $(VENV21) .pytest_cache flowscope.db flowscope-report.html
