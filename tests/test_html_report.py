@@ -45,6 +45,7 @@ class _Page(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.operation_names: list[str] = []
+        self.trace_span_names: list[str] = []
         self.recommendations: list[str] = []
         self.section_ids: list[str] = []
         self.resource_attributes: list[str] = []
@@ -64,12 +65,15 @@ class _Page(HTMLParser):
         elif tag == "td" and "name" in classes:
             self._capture, self._depth = self.operation_names, 0
             self.operation_names.append("")
+        elif tag == "td" and "span-name" in classes:
+            self._capture, self._depth = self.trace_span_names, 0
+            self.trace_span_names.append("")
         elif tag == "article" and "rec" in classes and "n-plus-one" not in classes:
             self._capture, self._depth = self.recommendations, 1
             self.recommendations.append("")
 
     def handle_endtag(self, tag: str) -> None:
-        if self._capture is self.operation_names and tag == "td":
+        if self._capture in (self.operation_names, self.trace_span_names) and tag == "td":
             self._capture = None
         elif self._capture is self.recommendations and tag == "article":
             self._depth -= 1
@@ -91,10 +95,12 @@ def read_page(html: str) -> _Page:
 def planted_process_report(telemetry: Telemetry, session: Session):
     with flowscope.operation("lookup"):
         lookups(session, 6)
+        with flowscope.operation("nested_lookup"):
+            lookups(session, 1)
     for _ in range(3):
         with flowscope.operation("quick"):
             pass
-    return process_report(telemetry.aggregator)
+    return process_report(telemetry.aggregator, span_store=telemetry.span_store)
 
 
 def test_the_process_report_page_lists_every_operation_slowest_first_and_the_n_plus_one(
@@ -104,10 +110,22 @@ def test_the_process_report_page_lists_every_operation_slowest_first_and_the_n_p
     page = read_page(report.to_html())
 
     assert page.operation_names == [op.name for op in report.operations]
-    assert page.section_ids == ["recommendations", "bottlenecks", "operations"]
+    assert page.section_ids == ["recommendations", "bottlenecks", "operations", "slowest-traces"]
     [n_plus_one] = [r for r in page.recommendations if "n_plus_one" in r]
     assert "lookup" in n_plus_one and LOOKUP_FINGERPRINT in n_plus_one and "Fix:" in n_plus_one
     assert len(page.recommendations) == len(report.recommendations)
+
+
+def test_the_process_report_page_draws_the_slowest_traces_as_waterfalls(
+        session: Session, telemetry: Telemetry) -> None:
+    report = planted_process_report(telemetry, session)
+
+    page = read_page(report.to_html())
+
+    [lookup_trace] = [t for t in report.slowest_traces if t.root == "lookup"]
+    assert [(s.name, s.depth) for s in lookup_trace.spans] == [("lookup", 0), ("nested_lookup", 1)]
+    assert page.trace_span_names == [s.name for trace in report.slowest_traces for s in trace.spans]
+    assert f"trace {lookup_trace.trace_id}" in report.to_html()
 
 
 def test_the_process_report_page_shows_only_the_slowest_up_to_the_limit(
@@ -220,6 +238,7 @@ def test_chromium_renders_the_page_into_the_promised_structure(
     assert done.returncode == 0, done.stderr[-2000:]
     rendered = read_page(done.stdout)
     assert rendered.operation_names == [op.name for op in report.operations]
-    assert rendered.section_ids == ["recommendations", "bottlenecks", "operations"]
+    assert rendered.section_ids == ["recommendations", "bottlenecks", "operations", "slowest-traces"]
+    assert rendered.trace_span_names == [s.name for trace in report.slowest_traces for s in trace.spans]
     assert any(LOOKUP_FINGERPRINT in r for r in rendered.recommendations)
     assert rendered.scripts == 0

@@ -449,7 +449,7 @@ def test_process_report_to_json_round_trips_through_json_loads(session: Session,
     with flowscope.operation("lookup"):
         run_queries(session, 6)
 
-    report = process_report(telemetry.aggregator)
+    report = process_report(telemetry.aggregator, span_store=telemetry.span_store)
     data = json.loads(report.to_json())
 
     assert [op["name"] for op in data["operations"]] == ["lookup"]
@@ -458,7 +458,9 @@ def test_process_report_to_json_round_trips_through_json_loads(session: Session,
     assert data["recommendations"][0]["kind"] == "n_plus_one"
     assert data["recommendations"][0]["evidence"]["fingerprint"] == LOOKUP_FINGERPRINT
     assert set(data) == {"operations", "bottlenecks", "recommendations", "overflow_operations",
-                         "telemetry_health"}
+                         "telemetry_health", "slowest_traces"}
+    [lookup_trace] = data["slowest_traces"]
+    assert lookup_trace["root"] == "lookup" and lookup_trace["spans"][0]["query_count"] == 6
 
 
 def test_hotspots_add_up_statements_that_differ_only_in_inlined_literals(

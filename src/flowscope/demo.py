@@ -210,7 +210,7 @@ def run_demo(database_url: str = DEFAULT_DATABASE_URL, executions_per_workflow: 
                  [(i, _onboarding_path(index)) for index, i in enumerate(employee_ids)]),
         )
         total_seconds = time.perf_counter() - started
-        report = process_report(telemetry.aggregator)
+        report = process_report(telemetry.aggregator, span_store=telemetry.span_store)
         optimization = _optimize(engine, min(n, OPTIMIZATION_RUN_EXECUTIONS), seed)
     finally:
         engine.dispose()

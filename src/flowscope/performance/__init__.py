@@ -13,9 +13,11 @@ from ._monitor import Monitor, OperationMetrics, UnknownOperationError
 from ._process_report import ProcessReport, process_report
 from ._report import PerformanceReport
 from ._terminal import print_process_report
+from ._traces import TraceSpan, TraceView, slowest_traces
 
 __all__ = ["CheckError", "CheckResult", "Monitor", "OperationMetrics", "PerformanceReport", "ProcessReport",
-           "Thresholds", "UnknownOperationError", "print_process_report", "process_report", "run_check"]
+           "Thresholds", "TraceSpan", "TraceView", "UnknownOperationError", "print_process_report", "process_report",
+           "run_check", "slowest_traces"]
 
 # Benchmarking and load testing (issue 4): Benchmark, compare(), load_test(), memory_stress_test().
 from ._bench_errors import (

@@ -62,7 +62,7 @@ def run_check(target: str, args: Sequence[str] = (), fail_on: str = "medium") ->
         raise CheckError(f"fail_on={fail_on!r}: expected one of {', '.join(FAIL_ON)}")
     telemetry = configure(instrument=True)
     _run(target, list(args))
-    report = process_report(telemetry.aggregator)
+    report = process_report(telemetry.aggregator, span_store=telemetry.span_store)
     failing = tuple(r for r in report.recommendations if _RANK[r.severity] >= _RANK[fail_on])
     return CheckResult(report, fail_on, failing)
 

@@ -7,7 +7,8 @@
 
 Where :class:`Monitor` reports on one execution from its spans, this reads the
 :class:`~flowscope.telemetry.BottleneckSpanProcessor`'s statistics, so it covers everything
-since the process started (or since ``aggregator.reset()``), in bounded memory.
+since the process started (or since ``aggregator.reset()``), in bounded memory. The slowest
+traces come from the span store instead: recent spans only (see _traces).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..telemetry import Bottlenecks, BottleneckSpanProcessor, OperationStats, configure, health
+from ..telemetry import Bottlenecks, BottleneckSpanProcessor, OperationStats, SpanStore, configure, health
 from . import _findings
+from ._traces import TraceView, slowest_traces
 from .optimizations._recommendation import Recommendation, most_valuable_first
 
 
@@ -28,6 +30,7 @@ class ProcessReport:
     recommendations: tuple[Recommendation, ...]  # most valuable first
     overflow_operations: int
     telemetry_health: dict[str, Any]
+    slowest_traces: tuple[TraceView, ...] = ()   # from the span store: recent spans only
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -45,9 +48,14 @@ class ProcessReport:
 
 
 def process_report(aggregator: BottleneckSpanProcessor | None = None,
-                   thresholds: _findings.Thresholds | None = None) -> ProcessReport:
-    """Build the report from ``aggregator`` (default: the one :func:`flowscope.configure` set up)."""
-    aggregator = aggregator or configure().aggregator
+                   thresholds: _findings.Thresholds | None = None,
+                   span_store: SpanStore | None = None) -> ProcessReport:
+    """Build the report from ``aggregator`` and, for the slowest traces, ``span_store``
+    (default for both: the ones :func:`flowscope.configure` set up; with an aggregator given
+    and no store, the report has no traces)."""
+    if aggregator is None:
+        telemetry = configure()
+        aggregator, span_store = telemetry.aggregator, span_store or telemetry.span_store
     thresholds = thresholds or _findings.Thresholds()
     operations = sorted(aggregator.operations(), key=lambda o: o.duration_ms.p95, reverse=True)
     recommendations = most_valuable_first(
@@ -59,4 +67,5 @@ def process_report(aggregator: BottleneckSpanProcessor | None = None,
         recommendations=tuple(recommendations),
         overflow_operations=aggregator.overflow_operations,
         telemetry_health=health.snapshot(),
+        slowest_traces=slowest_traces(span_store) if span_store is not None else (),
     )

@@ -1,0 +1,82 @@
+"""``slowest_traces``: the longest recent traces of the span store, as waterfalls in tree order."""
+
+from __future__ import annotations
+
+import time
+
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode
+
+import flowscope
+from flowscope.performance import slowest_traces
+from flowscope.telemetry import Telemetry
+
+
+def test_a_trace_lists_its_spans_in_tree_order_with_depth_offsets_and_queries(telemetry: Telemetry) -> None:
+    tracer = trace.get_tracer("user")
+    with flowscope.operation("checkout"):
+        time.sleep(0.002)
+        with tracer.start_as_current_span("user.validate"):
+            time.sleep(0.002)
+        with flowscope.operation("charge"):
+            with tracer.start_as_current_span("user.gateway"):
+                time.sleep(0.003)
+
+    [view] = slowest_traces(telemetry.span_store)
+
+    assert view.root == "checkout"
+    assert [(s.name, s.depth, s.operation) for s in view.spans] == [
+        ("checkout", 0, True), ("user.validate", 1, False), ("charge", 1, True), ("user.gateway", 2, False)]
+    checkout, validate, charge, gateway = view.spans
+    assert checkout.offset_ms == 0 and checkout.duration_ms == view.duration_ms
+    assert 2 <= validate.offset_ms < charge.offset_ms <= gateway.offset_ms
+    assert gateway.duration_ms >= 3 and charge.duration_ms >= gateway.duration_ms
+    assert (checkout.query_count, charge.query_count, validate.query_count) == (0, 0, None)
+    assert len(view.trace_id) == 32 and view.truncated == 0
+
+
+def test_only_traces_with_an_operation_count_longest_first_up_to_the_limit(telemetry: Telemetry) -> None:
+    tracer = trace.get_tracer("user")
+    with tracer.start_as_current_span("not.an.operation"):
+        time.sleep(0.02)
+    for pause in (0.001, 0.006, 0.003):
+        with flowscope.operation(f"op{pause}"):
+            time.sleep(pause)
+
+    views = slowest_traces(telemetry.span_store, limit=2)
+
+    assert [v.root for v in views] == ["op0.006", "op0.003"]
+
+
+def test_a_failed_span_is_marked_and_a_long_trace_is_cut_at_max_spans(telemetry: Telemetry) -> None:
+    tracer = trace.get_tracer("user")
+    try:
+        with flowscope.operation("batch"):
+            for i in range(5):
+                with tracer.start_as_current_span(f"item{i}"):
+                    pass
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+
+    [view] = slowest_traces(telemetry.span_store, max_spans=3)
+
+    assert [s.name for s in view.spans] == ["batch", "item0", "item1"]
+    assert view.truncated == 3
+    assert view.spans[0].error and not view.spans[1].error
+    assert telemetry.span_store.by_operation("batch")[0].status.status_code is StatusCode.ERROR
+
+
+def test_a_span_whose_parent_left_the_store_is_shown_as_a_root(telemetry: Telemetry) -> None:
+    with flowscope.operation("outer"):
+        with flowscope.operation("inner"):
+            pass
+    [outer] = telemetry.span_store.by_operation("outer")
+    kept = [s for s in telemetry.span_store.spans() if s is not outer]
+    telemetry.span_store.clear()
+    for span in kept:
+        telemetry.span_store.on_end(span)
+
+    [view] = slowest_traces(telemetry.span_store)
+
+    assert [(s.name, s.depth) for s in view.spans] == [("inner", 0)]
