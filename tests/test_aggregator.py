@@ -80,6 +80,19 @@ def test_quantiles_are_within_relative_accuracy_of_the_exact_value_of_the_same_r
         assert abs(value - exact) <= RELATIVE_ACCURACY * exact + 1e-9, (q, value, exact)
 
 
+@pytest.mark.parametrize("durations", [[17.85], [5.0, 5.0, 5.0], [0.31, 0.3, 0.32, 0.305]])
+def test_quantiles_never_leave_the_measured_range(durations):
+    # A sketch's value is its bin's midpoint, up to 1% above the largest value it holds: a
+    # report must not show a p50 above the max (17.99 over 17.85 was seen on a one-span operation).
+    processor = BottleneckSpanProcessor()
+    for d in durations:
+        processor.on_end(finished_span("once", d))
+
+    stats = processor.operation("once").duration_ms
+    assert min(durations) - 1e-6 <= stats.p50 <= stats.p95 <= stats.p99 <= stats.max
+    assert stats.max == pytest.approx(max(durations), abs=1e-6)
+
+
 def test_max_mean_and_total_are_exact():
     durations = [12.5, 3.0, 48.25, 7.0, 0.5]
     processor = BottleneckSpanProcessor()

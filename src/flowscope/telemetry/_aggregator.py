@@ -605,13 +605,14 @@ def _plain_dict(attributes: Any) -> dict[str, Any]:
 def _freeze(name: str, acc: _OperationAccumulator) -> OperationStats:
     sketch = acc.sketch
     if acc.count:
-        duration = Quantiles(
-            p50=sketch.get_quantile_value(0.50) or 0.0,
-            p95=sketch.get_quantile_value(0.95) or 0.0,
-            p99=sketch.get_quantile_value(0.99) or 0.0,
-            max=acc.duration.high,
-            mean=acc.duration.total / acc.count,
-        )
+        low, high = acc.duration.low, acc.duration.high
+
+        def quantile(q: float) -> float:
+            # A sketch's value is its bin's midpoint, up to 1% off: never outside what was measured.
+            return min(max(sketch.get_quantile_value(q) or 0.0, low), high)
+
+        duration = Quantiles(p50=quantile(0.50), p95=quantile(0.95), p99=quantile(0.99), max=high,
+                             mean=acc.duration.total / acc.count)
     else:
         duration = Quantiles(0.0, 0.0, 0.0, 0.0, 0.0)
     fingerprints = tuple(sorted(
