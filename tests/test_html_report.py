@@ -171,7 +171,9 @@ def test_an_execution_report_page_has_every_section_of_the_typed_report(
 
     page = read_page(html)
     assert page.section_ids == ["execution-summary", "recommendations", "timing-analysis", "memory-analysis",
-                                "database-analysis", "bottleneck-analysis"]
+                                "database-analysis", "bottleneck-analysis", "slowest-traces"]
+    assert page.trace_span_names == [s.name for trace in report.slowest_traces for s in trace.spans]
+    assert {trace.root for trace in report.slowest_traces} == {"Parcel.start", "lookup", "Parcel.dispatch"}
     assert page.operation_names[:3] == [op.name for op in report.timing_analysis.operations]
     assert f"<dd>{monitor.execution_id}</dd>" in html
     assert any(LOOKUP_FINGERPRINT in r and "n_plus_one" in r for r in page.recommendations)

@@ -328,7 +328,8 @@ def test_to_json_round_trips_through_json_loads_with_every_section(session: Sess
     data = json.loads(report.to_json())
 
     assert list(data) == ["execution_summary", "timing_analysis", "memory_analysis", "database_analysis",
-                          "bottleneck_analysis", "optimization_recommendations"]
+                          "bottleneck_analysis", "optimization_recommendations", "slowest_traces"]
+    assert {trace["root"] for trace in data["slowest_traces"]} == {"Shipment.start", "lookup", "Shipment.dispatch"}
     assert data == json.loads(json.dumps(report.to_dict()))
     assert data["execution_summary"]["execution_id"] == report.execution_summary.execution_id
     assert data["database_analysis"]["total_queries"] == report.database_analysis.total_queries

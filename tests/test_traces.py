@@ -80,3 +80,15 @@ def test_a_span_whose_parent_left_the_store_is_shown_as_a_root(telemetry: Teleme
     [view] = slowest_traces(telemetry.span_store)
 
     assert [(s.name, s.depth) for s in view.spans] == [("inner", 0)]
+
+
+def test_among_keeps_only_the_traces_of_the_given_spans(telemetry: Telemetry) -> None:
+    for name in ("mine", "theirs", "mine_too"):
+        with flowscope.operation(name):
+            time.sleep(0.001)
+    store = telemetry.span_store
+    mine = store.by_operation("mine") + store.by_operation("mine_too")
+
+    views = slowest_traces(store, limit=5, among=mine)
+
+    assert sorted(v.root for v in views) == ["mine", "mine_too"]

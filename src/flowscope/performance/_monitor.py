@@ -43,6 +43,7 @@ from ._report import (
     QueryHotspot,
     TimingAnalysis,
 )
+from ._traces import slowest_traces
 from .optimizations._recommendation import most_valuable_first
 
 T = TypeVar("T")
@@ -138,6 +139,7 @@ class Monitor:
             database_analysis=_database(spans, metrics, outermost),
             bottleneck_analysis=_bottlenecks(metrics),
             optimization_recommendations=tuple(recommendations),
+            slowest_traces=slowest_traces(self.telemetry.span_store, among=spans),
         )
 
     def export_performance_data(self, format: str = "json") -> str:  # noqa: A002 - seed API name

@@ -6,7 +6,8 @@
     >>> monitor.export_performance_data(format="csv")
 
 Sections follow the seed API: execution_summary, timing_analysis, memory_analysis,
-database_analysis, bottleneck_analysis, optimization_recommendations.
+database_analysis, bottleneck_analysis, optimization_recommendations; then slowest_traces,
+this execution's slowest traces still in the span store, as waterfalls.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ._traces import TraceView
 from .optimizations._recommendation import Recommendation
 
 
@@ -100,6 +102,7 @@ class PerformanceReport:
     database_analysis: DatabaseAnalysis
     bottleneck_analysis: BottleneckAnalysis
     optimization_recommendations: tuple[Recommendation, ...]
+    slowest_traces: tuple[TraceView, ...] = ()   # this execution's, from the span store
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

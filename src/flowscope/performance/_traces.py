@@ -51,11 +51,15 @@ class TraceView:
     truncated: int              # spans left out past max_spans
 
 
-def slowest_traces(store: SpanStore, limit: int = 3, max_spans: int = 200) -> tuple[TraceView, ...]:
-    """The ``limit`` longest traces in ``store`` that hold an operation span, longest first."""
+def slowest_traces(store: SpanStore, limit: int = 3, max_spans: int = 200,
+                   among: Iterable[ReadableSpan] | None = None) -> tuple[TraceView, ...]:
+    """The ``limit`` longest traces in ``store`` that hold an operation span, longest first;
+    with ``among``, only the traces of those spans (e.g. one execution's)."""
+    wanted = None if among is None else {s.context.trace_id for s in among if s.context is not None}
     by_trace: dict[int, list[ReadableSpan]] = defaultdict(list)
     for span in store.spans():
-        if span.context is not None and span.start_time is not None and span.end_time is not None:
+        if span.context is not None and span.start_time is not None and span.end_time is not None \
+                and (wanted is None or span.context.trace_id in wanted):
             by_trace[span.context.trace_id].append(span)
     with_operation = [spans for spans in by_trace.values() if any(_is_operation(s) for s in spans)]
     longest = sorted(with_operation, key=_duration_ns, reverse=True)[:limit]
