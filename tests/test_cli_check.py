@@ -81,6 +81,29 @@ def test_check_writes_the_report_as_an_html_page_when_asked(tmp_path: Path) -> N
     assert "list_books" in html and "Book.author" in html and "selectinload(Book.author)" in html
 
 
+def test_github_annotations_put_the_n_plus_one_on_the_line_that_runs_it(tmp_path: Path) -> None:
+    done = run_check(tmp_path, "--annotations", "github")
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    line = 1 + textwrap.dedent(SCENARIO).splitlines().index(
+        "        names = [book.author.name for book in session.scalars(query)]")
+    [n_plus_one] = [a for a in done.stdout.splitlines() if a.startswith("::") and "n_plus_one" in a]
+    assert n_plus_one.startswith(f"::error file=scenario.py,line={line},title=flowscope n_plus_one in list_books::")
+    assert "%0AFix: Eager-load the relationship: .options(selectinload(Book.author))" in n_plus_one
+
+
+def test_an_annotation_escapes_what_the_workflow_command_format_reserves() -> None:
+    from flowscope.performance._annotations import _annotation
+    from flowscope.performance.optimizations._recommendation import Evidence, Recommendation
+
+    rec = Recommendation(kind="slow_query", severity="low", operation="a,b:c", message="100% slow\nreally",
+                         suggestion="index it", evidence=Evidence(call_site="app/x,y.py:12 in f"))
+
+    assert _annotation(rec, "warning") == (
+        "::warning file=app/x%2Cy.py,line=12,title=flowscope slow_query in a%2Cb%3Ac::"
+        "100%25 slow%0Areally%0AFix: index it")
+
+
 def test_the_same_scenario_with_eager_loading_passes(tmp_path: Path) -> None:
     done = run_check(tmp_path, eager=True)
 

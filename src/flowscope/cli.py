@@ -69,12 +69,16 @@ def _console() -> Console:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               help="Also write the verdict and the whole report as JSON.")
 @_html_option
-def check(target: str, args: tuple[str, ...], fail_on: str, json_path: str | None, html_path: str | None) -> None:
+@click.option("--annotations", type=click.Choice(["none", "github"]), default="none", show_default=True,
+              help="github: also print each finding as a GitHub Actions annotation (on the line of code).")
+def check(target: str, args: tuple[str, ...], fail_on: str, json_path: str | None, html_path: str | None,
+          annotations: str) -> None:
     """Run a scenario with flowscope on, print the report, and fail on its findings (a CI gate).
 
     \b
     $ flowscope check scenarios/checkout.py --fail-on medium
     $ flowscope check myapp.jobs:nightly --json flowscope-check.json --html flowscope-check.html
+    $ flowscope check scenarios/checkout.py --annotations github     # in a GitHub Actions step
 
     Exit status: 0 passed, 1 a finding at or above --fail-on, 2 the scenario could not run.
     """
@@ -92,6 +96,11 @@ def check(target: str, args: tuple[str, ...], fail_on: str, json_path: str | Non
         _write_file("--json", json_path, json.dumps(result.to_dict(), indent=2, default=str), console)
     if html_path:
         _write_file("--html", html_path, result.report.to_html(), console)
+    if annotations == "github":
+        from .performance._annotations import github_annotations
+
+        for line in github_annotations(result):
+            click.echo(line)
     if result.passed:
         console.print(f"[bold green]check passed[/bold green]: no recommendation at or above {fail_on}")
         return
