@@ -11,6 +11,7 @@ reads FLOWSCOPE_MEMORY_PROFILE once per process.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import json
 import os
@@ -217,6 +218,23 @@ def test_the_fast_current_context_is_the_public_one_in_threads_and_tasks():
         results.append(asyncio.run(in_task()))
     results.append(same())
     assert results == [True, True, True, True]
+
+
+def test_an_operation_ended_inside_a_task_its_block_started_ends_quietly(telemetry, caplog):
+    async def main() -> None:
+        op = flowscope.operation("handed_to_a_task")
+        op.__enter__()
+
+        async def finish() -> None:
+            op.__exit__(None, None, None)
+
+        await asyncio.create_task(finish())
+
+    with caplog.at_level("WARNING"):
+        contextvars.copy_context().run(asyncio.run, main())
+
+    assert only_span(telemetry, "handed_to_a_task").attributes[attr.QUERY_COUNT] == 0
+    assert [r.getMessage() for r in caplog.records] == []      # no "Failed to detach context"
 
 
 @pytest.mark.parametrize("private_span_key", [True, False], ids=["fast", "public"])
