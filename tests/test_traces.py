@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
@@ -92,3 +94,9 @@ def test_among_keeps_only_the_traces_of_the_given_spans(telemetry: Telemetry) ->
     views = slowest_traces(store, limit=5, among=mine)
 
     assert sorted(v.root for v in views) == ["mine", "mine_too"]
+
+
+@pytest.mark.parametrize("limit, max_spans", [(-1, 10), (3, 0)])
+def test_a_negative_limit_or_no_room_for_spans_is_a_clear_value_error(telemetry: Telemetry, limit, max_spans) -> None:
+    with pytest.raises(ValueError, match="slowest_traces needs limit >= 0 and max_spans >= 1"):
+        slowest_traces(telemetry.span_store, limit=limit, max_spans=max_spans)

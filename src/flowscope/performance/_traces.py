@@ -45,7 +45,7 @@ class TraceSpan:
 @dataclass(frozen=True)
 class TraceView:
     trace_id: str               # 32 hex digits, as Jaeger and the OTLP exporters show it
-    root: str                   # the first root span's name
+    root: str                   # the first root span's name (its operation's, for an operation span)
     duration_ms: float          # first start to last end
     spans: tuple[TraceSpan, ...]
     truncated: int              # spans left out past max_spans
@@ -55,6 +55,9 @@ def slowest_traces(store: SpanStore, limit: int = 3, max_spans: int = 200,
                    among: Iterable[ReadableSpan] | None = None) -> tuple[TraceView, ...]:
     """The ``limit`` longest traces in ``store`` that hold an operation span, longest first;
     with ``among``, only the traces of those spans (e.g. one execution's)."""
+    if limit < 0 or max_spans < 1:
+        raise ValueError(f"slowest_traces needs limit >= 0 and max_spans >= 1, got limit={limit}, "
+                         f"max_spans={max_spans}")
     wanted = None if among is None else {s.context.trace_id for s in among if s.context is not None}
     by_trace: dict[int, list[ReadableSpan]] = defaultdict(list)
     for span in store.spans():
@@ -84,7 +87,7 @@ def _view(spans: list[ReadableSpan], max_spans: int) -> TraceView:
     for siblings in children.values():
         siblings.sort(key=lambda s: s.start_time)  # type: ignore[arg-type,return-value]
     rows = [_row(span, depth, start) for span, depth in _tree_order(children)][:max_spans]
-    return TraceView(trace_id=f"{spans[0].context.trace_id:032x}", root=children[None][0].name,  # type: ignore[union-attr]
+    return TraceView(trace_id=f"{spans[0].context.trace_id:032x}", root=rows[0].name,  # type: ignore[union-attr]
                      duration_ms=_duration_ns(spans) / 1e6, spans=tuple(rows),
                      truncated=max(0, len(spans) - max_spans))
 
