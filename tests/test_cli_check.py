@@ -13,43 +13,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-SCENARIO = '''
-import sys
-from sqlalchemy import ForeignKey, create_engine, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
-
-import flowscope
+from support.scenarios import LAZY_BOOKS as SCENARIO
 
 
-class Base(DeclarativeBase):
-    pass
-
-
-class Author(Base):
-    __tablename__ = "authors"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str]
-
-
-class Book(Base):
-    __tablename__ = "books"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    author_id: Mapped[int] = mapped_column(ForeignKey("authors.id"))
-    author: Mapped[Author] = relationship()
-
-
-engine = create_engine("sqlite:///" + sys.argv[1])
-Base.metadata.create_all(engine)
-with Session(engine) as session:
-    session.add_all([Book(author=Author(name=f"author {i}")) for i in range(30)])
-    session.commit()
-
-eager = "--eager" in sys.argv
-for _ in range(3):
-    with Session(engine) as session, flowscope.operation("list_books"):
-        query = select(Book).options(selectinload(Book.author)) if eager else select(Book)
-        names = [book.author.name for book in session.scalars(query)]
-'''
 
 
 def run_check(tmp_path: Path, *args: str, eager: bool = False) -> subprocess.CompletedProcess:

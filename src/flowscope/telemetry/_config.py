@@ -9,8 +9,9 @@ Honoured: OTEL_SDK_DISABLED, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_T
 (otlp | console | none), OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT / _PROTOCOL (grpc,
 http/protobuf) / _HEADERS / _TIMEOUT, OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG;
 OTEL_METRICS_EXPORTER (otlp | console | none) with OTEL_EXPORTER_OTLP_[METRICS_]* for the
-metrics of :mod:`._metrics`; and flowscope's own FLOWSCOPE_MEMORY_PROFILE (tracemalloc | off)
-and FLOWSCOPE_SPAN_STORE_SIZE.
+metrics of :mod:`._metrics`; and flowscope's own FLOWSCOPE_MEMORY_PROFILE (tracemalloc | off),
+FLOWSCOPE_SPAN_STORE_SIZE, and FLOWSCOPE_REPORT_HTML / FLOWSCOPE_REPORT_JSON (the process report
+written at exit, :mod:`flowscope.performance._exit_report`).
 
 Design decisions:
 - A TracerProvider someone else installed (opentelemetry-instrument, the application) is kept:
@@ -137,6 +138,10 @@ def configure(*, service_name: str | None = None, exporter: str | None = None,
         else:
             _attach(telemetry, tracer_provider, service_name, exporter, endpoint, protocol, headers,
                     sampler, sampler_arg, warnings)
+            if os.environ.get("FLOWSCOPE_REPORT_HTML") or os.environ.get("FLOWSCOPE_REPORT_JSON"):
+                from ..performance._exit_report import register   # the report layer, only when asked
+
+                register(telemetry)
         _telemetry = telemetry
     if instrument:
         from ._instrumentor import FlowscopeInstrumentor
