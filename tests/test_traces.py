@@ -100,3 +100,26 @@ def test_among_keeps_only_the_traces_of_the_given_spans(telemetry: Telemetry) ->
 def test_a_negative_limit_or_no_room_for_spans_is_a_clear_value_error(telemetry: Telemetry, limit, max_spans) -> None:
     with pytest.raises(ValueError, match="slowest_traces needs limit >= 0 and max_spans >= 1"):
         slowest_traces(telemetry.span_store, limit=limit, max_spans=max_spans)
+
+
+def test_the_terminal_report_draws_the_slowest_trace_as_a_tree(telemetry: Telemetry) -> None:
+    from rich.console import Console
+
+    from flowscope.performance import print_process_report, process_report
+
+    tracer = trace.get_tracer("user")
+    with flowscope.operation("checkout"):
+        with flowscope.operation("charge"):
+            with tracer.start_as_current_span("user.gateway"):
+                time.sleep(0.002)
+        with flowscope.operation("receipt"):
+            pass
+    console = Console(record=True, width=120)
+
+    print_process_report(process_report(telemetry.aggregator, span_store=telemetry.span_store), console)
+
+    lines = console.export_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Slowest recent trace"))
+    tree = [line.split("  +")[0] for line in lines[start + 1:start + 5]]
+    assert tree == ["└── checkout", "    ├── charge", "    │   └── user.gateway", "    └── receipt"]
+    assert ", 0 queries" in lines[start + 1] and "queries" not in lines[start + 3]

@@ -9,14 +9,17 @@ from __future__ import annotations
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.tree import Tree
 
 from ._process_report import ProcessReport
+from ._traces import TraceView
 
 _SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan"}
 
 
 def print_process_report(report: ProcessReport, console: Console, limit: int = 15) -> None:
-    """Operations table (slowest p95 first), bottlenecks, then recommendations."""
+    """Operations table (slowest p95 first), bottlenecks, the slowest recent trace, then
+    recommendations."""
     table = Table(title="Operations (slowest p95 first; durations in ms, quantiles within 1%)",
                   title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("Operation", no_wrap=True)
@@ -47,6 +50,9 @@ def print_process_report(report: ProcessReport, console: Console, limit: int = 1
                       f"({fp.max_distinct_parameters_in_span} parameter sets){via}{at}", soft_wrap=True)
         console.print(f"                      {fp.fingerprint}", style="dim", soft_wrap=True)
 
+    if report.slowest_traces:
+        console.print(_trace_tree(report.slowest_traces[0], limit))
+
     console.print(f"[bold]Recommendations[/bold] ({len(report.recommendations)})")
     if not report.recommendations:
         console.print("  none: no measurement crossed a threshold", style="dim")
@@ -60,3 +66,19 @@ def print_process_report(report: ProcessReport, console: Console, limit: int = 1
     failures = report.telemetry_health.get("failures", {})
     if dropped or failures:
         console.print(f"Telemetry: {dropped} spans dropped by the exporter, failures: {failures}", style="yellow")
+
+
+def _trace_tree(trace: TraceView, limit: int) -> Tree:
+    """The trace's spans as a tree: start offset and duration in ms, queries of operations."""
+    tree = Tree(f"[bold]Slowest recent trace[/bold] {trace.duration_ms:.2f} ms, trace {trace.trace_id}")
+    parents: list[Tree] = [tree]
+    for span in trace.spans[:limit]:
+        queries = f", {span.query_count} queries" if span.query_count is not None else ""
+        style = "red" if span.error else ("" if span.operation else "dim")
+        label = f"{span.name}  +{span.offset_ms:.2f} ms, {span.duration_ms:.2f} ms{queries}"
+        del parents[span.depth + 1:]
+        parents.append(parents[min(span.depth, len(parents) - 1)].add(label, style=style))
+    hidden = len(trace.spans) - min(limit, len(trace.spans)) + trace.truncated
+    if hidden:
+        tree.add(f"... and {hidden} more spans", style="dim")
+    return tree
