@@ -6,7 +6,10 @@ The query listener adds to the innermost frame only; a frame adds its totals int
 when it closes, so counts are inclusive of nested operations at a cost paid once per
 operation, not once per query per level. The context (a context variable underneath) gives the
 right attribution for threads (each starts empty) and asyncio tasks (each gets a copy of its
-creator's context) with no locking on the query path.
+creator's context) with no locking on the query path. A thread given the operation's context
+(``contextvars.copy_context().run``, or OpenTelemetry context propagation into threads) counts
+its queries in that operation too; frames take no lock, so queries recorded by two threads into
+one frame at the same instant can, rarely, lose an increment.
 
 Per statement the frame keeps a count, the time, and a bounded table of parameter-set hashes
 (parameters are hashed, never stored): it is what tells an N+1 pattern (same statement,
