@@ -138,6 +138,11 @@ def test_the_process_report_page_shows_only_the_slowest_up_to_the_limit(
     assert f"and {len(report.operations) - 1} more operations" in html
 
 
+def test_a_negative_limit_is_a_clear_value_error(telemetry: Telemetry) -> None:
+    with pytest.raises(ValueError, match="limit must be 0 or more operations to list, got -1"):
+        process_report(telemetry.aggregator).to_html(limit=-1)
+
+
 def test_names_and_statements_are_escaped_never_markup(telemetry: Telemetry) -> None:
     with flowscope.operation("<script>alert('x')</script>"):
         pass

@@ -53,6 +53,8 @@ def _render(template: str, title: str, **data: Any) -> str:
 
 def process_report_html(report: ProcessReport, limit: int = 50) -> str:
     """The process report (every operation the aggregator saw) as an HTML page."""
+    if limit < 0:
+        raise ValueError(f"limit must be 0 or more operations to list, got {limit}")
     return _render("process_report.html.j2", "flowscope: process performance report", report=report,
                    operations=report.operations[:limit], hidden=max(0, len(report.operations) - limit))
 
