@@ -58,8 +58,35 @@ def test_github_annotations_put_the_n_plus_one_on_the_line_that_runs_it(tmp_path
     assert "%0AFix: Eager-load the relationship: .options(selectinload(Book.author))" in n_plus_one
 
 
+def test_junit_xml_has_a_failing_test_case_per_finding_at_its_line(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    done = run_check(tmp_path, "--junit", str(tmp_path / "check.xml"))
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    suite = ET.parse(tmp_path / "check.xml").getroot().find("testsuite")
+    [case] = [c for c in suite.iter("testcase") if c.get("classname") == "flowscope.n_plus_one"]
+    line = 1 + textwrap.dedent(SCENARIO).splitlines().index(
+        "        names = [book.author.name for book in session.scalars(query)]")
+    assert (case.get("name"), case.get("file"), case.get("line")) == ("list_books: n_plus_one", "scenario.py", str(line))
+    failure = case.find("failure")
+    assert failure is not None and "selectinload(Book.author)" in failure.text
+    assert int(suite.get("failures")) == len(suite.findall("testcase/failure")) >= 1
+
+
+def test_junit_xml_of_a_clean_run_is_one_passing_test_case(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    done = run_check(tmp_path, "--junit", str(tmp_path / "check.xml"), eager=True)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    suite = ET.parse(tmp_path / "check.xml").getroot().find("testsuite")
+    assert (suite.get("tests"), suite.get("failures")) == ("1", "0")
+    assert [c.get("name") for c in suite.iter("testcase")] == ["no recommendation"]
+
+
 def test_an_annotation_escapes_what_the_workflow_command_format_reserves() -> None:
-    from flowscope.performance._annotations import _annotation
+    from flowscope.performance._ci_formats import _annotation
     from flowscope.performance.optimizations._recommendation import Evidence, Recommendation
 
     rec = Recommendation(kind="slow_query", severity="low", operation="a,b:c", message="100% slow\nreally",

@@ -71,14 +71,17 @@ def _console() -> Console:
 @_html_option
 @click.option("--annotations", type=click.Choice(["none", "github"]), default="none", show_default=True,
               help="github: also print each finding as a GitHub Actions annotation (on the line of code).")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="Also write the findings as a JUnit XML test report (GitLab, Jenkins, ...).")
 def check(target: str, args: tuple[str, ...], fail_on: str, json_path: str | None, html_path: str | None,
-          annotations: str) -> None:
+          annotations: str, junit_path: str | None) -> None:
     """Run a scenario with flowscope on, print the report, and fail on its findings (a CI gate).
 
     \b
     $ flowscope check scenarios/checkout.py --fail-on medium
     $ flowscope check myapp.jobs:nightly --json flowscope-check.json --html flowscope-check.html
     $ flowscope check scenarios/checkout.py --annotations github     # in a GitHub Actions step
+    $ flowscope check scenarios/checkout.py --junit flowscope-check.xml   # GitLab, Jenkins, ...
 
     Exit status: 0 passed, 1 a finding at or above --fail-on, 2 the scenario could not run.
     """
@@ -96,8 +99,12 @@ def check(target: str, args: tuple[str, ...], fail_on: str, json_path: str | Non
         _write_file("--json", json_path, json.dumps(result.to_dict(), indent=2, default=str), console)
     if html_path:
         _write_file("--html", html_path, result.report.to_html(), console)
+    if junit_path:
+        from .performance._ci_formats import junit_xml
+
+        _write_file("--junit", junit_path, junit_xml(result), console)
     if annotations == "github":
-        from .performance._annotations import github_annotations
+        from .performance._ci_formats import github_annotations
 
         for line in github_annotations(result):
             click.echo(line)
