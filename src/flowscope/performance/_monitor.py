@@ -215,8 +215,12 @@ def _memory(spans: list[ReadableSpan]) -> MemoryAnalysis:
         growth = rss_after[-1] - before_first
     else:
         growth = 0
-    return MemoryAnalysis(current_rss_bytes=rss_bytes(), peak_rss_bytes=max(rss_after, default=0),
-                          process_peak_rss_bytes=peak_rss_bytes(), growth_bytes=growth)
+    current, peak = rss_bytes(), max(rss_after, default=0)
+    # The kernel's high-water mark and statm's RSS come from counters updated lazily and apart:
+    # read together, the mark can trail the RSS by a few hundred KiB. It is at least any RSS seen.
+    process_peak = max(peak_rss_bytes(), current, peak)
+    return MemoryAnalysis(current_rss_bytes=current, peak_rss_bytes=peak,
+                          process_peak_rss_bytes=process_peak, growth_bytes=growth)
 
 
 def _database(spans: list[ReadableSpan], metrics: list[OperationMetrics],
