@@ -63,15 +63,12 @@ def performance_report_html(report: PerformanceReport) -> str:
     """One execution's performance report (Monitor.performance_report()) as an HTML page."""
     summary = report.execution_summary
     title = f"flowscope: {summary.workflow_class} execution {summary.execution_id}"
-    slowest_total = max((op.total_ms for op in report.timing_analysis.operations), default=0.0)
-    return _render("performance_report.html.j2", title, report=report, slowest_total=slowest_total)
+    return _render("performance_report.html.j2", title, report=report)
 
 
 def comparison_html(result: ComparisonResult) -> str:
     """A benchmark comparison (``Benchmark.compare``) as an HTML page."""
-    slowest_median = max((subject.median for subject in result.subjects), default=0.0)
-    return _render("comparison.html.j2", "flowscope: benchmark comparison", result=result,
-                   slowest_median=slowest_median)
+    return _render("comparison.html.j2", "flowscope: benchmark comparison", result=result)
 
 
 def load_test_html(result: LoadTestResult) -> str:

@@ -60,9 +60,14 @@ _pread = os.pread
 def rss_bytes() -> int:
     """Resident set size of this process now, in bytes (0 if it cannot be read)."""
     try:
-        return int(_pread(_statm_fd, 64, 0).split()[1]) * _PAGE_SIZE   # type: ignore[arg-type]
+        return _parse_statm(_pread(_statm_fd, 64, 0))   # type: ignore[arg-type]
     except (TypeError, OSError, ValueError, IndexError):   # TypeError: no /proc (fd is None)
         return _psutil_rss()
+
+
+def _parse_statm(line: bytes) -> int:
+    """The RSS in bytes of a ``/proc/self/statm`` line (its second field, in pages)."""
+    return int(line.split()[1]) * _PAGE_SIZE
 
 
 def _psutil_rss() -> int:
@@ -124,7 +129,7 @@ def rss_of(mark: bytes | int) -> int:
     if type(mark) is int:
         return mark
     try:
-        return int(mark.split()[1]) * _PAGE_SIZE   # type: ignore[union-attr]
+        return _parse_statm(mark)   # type: ignore[arg-type]
     except (ValueError, IndexError):
         return 0
 
