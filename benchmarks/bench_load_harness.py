@@ -34,7 +34,7 @@ from _load_workflows import Trivial
 
 import flowscope
 from flowscope.performance import load_test
-from flowscope.performance._load_database import create_load_engine, open_load_database
+from flowscope.benchmark._load_database import create_load_engine, open_load_database
 from flowscope.workflows import create_schema, start_workflow
 
 ROUNDS = env_int("BENCH_ROUNDS", 9)

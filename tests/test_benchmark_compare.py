@@ -28,7 +28,7 @@ from flowscope.performance import (
     compare,
     compare_saved,
 )
-from flowscope.performance._statistics import MANN_WHITNEY, describe_ratio, significance
+from flowscope.benchmark._statistics import MANN_WHITNEY, describe_ratio, significance
 
 
 def work(n: int) -> int:

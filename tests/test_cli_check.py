@@ -86,8 +86,8 @@ def test_junit_xml_of_a_clean_run_is_one_passing_test_case(tmp_path: Path) -> No
 
 
 def test_an_annotation_escapes_what_the_workflow_command_format_reserves() -> None:
-    from flowscope.performance._ci_formats import _annotation
-    from flowscope.performance.optimizations._recommendation import Evidence, Recommendation
+    from flowscope.ci._formats import _annotation
+    from flowscope.analysis._recommendation import Evidence, Recommendation
 
     rec = Recommendation(kind="slow_query", severity="low", operation="a,b:c", message="100% slow\nreally",
                          suggestion="index it", evidence=Evidence(call_site="app/x,y.py:12 in f"))

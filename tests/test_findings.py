@@ -1,4 +1,4 @@
-"""The finding rules (``performance/_findings.py``): each fires on a real measurement above its
+"""The finding rules (``analysis/_findings.py``): each fires on a real measurement above its
 threshold and stays silent on the clean twin below it.
 
 N+1 is one SELECT run with many different parameters in one operation (the planted lazy load in

@@ -14,7 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 import flowscope
 from flowscope.performance import Monitor
 from flowscope.performance.optimizations import QueryOptimizer
-from flowscope.performance.optimizations._indexes import filtered_columns
+from flowscope.analysis._indexes import filtered_columns
 from flowscope.telemetry import Telemetry
 from flowscope.workflows import Workflow, start_workflow, step
 

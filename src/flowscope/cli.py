@@ -13,7 +13,7 @@ from __future__ import annotations
 import click
 from rich.console import Console
 
-from . import __version__
+from ._version import __version__
 from .workflows import DEFAULT_DATABASE_URL
 
 
@@ -43,7 +43,7 @@ def main() -> None:
 @_html_option
 def demo(database_url: str, executions: int, seed: int, html_path: str | None) -> None:
     """Run the example workflows against a real database and time every action."""
-    from .demo import DatabaseURLError, print_demo, run_demo   # keep `flowscope --help` fast
+    from .demo import DatabaseURLError, print_demo, run_demo  # keep `flowscope --help` fast
 
     try:
         result = run_demo(database_url, executions_per_workflow=executions, seed=seed)
@@ -100,11 +100,11 @@ def check(target: str, args: tuple[str, ...], fail_on: str, json_path: str | Non
     if html_path:
         _write_file("--html", html_path, result.report.to_html(), console)
     if junit_path:
-        from .performance._ci_formats import junit_xml
+        from .ci._formats import junit_xml
 
         _write_file("--junit", junit_path, junit_xml(result), console)
     if annotations == "github":
-        from .performance._ci_formats import github_annotations
+        from .ci._formats import github_annotations
 
         for line in github_annotations(result):
             click.echo(line)
@@ -143,9 +143,9 @@ def bench(targets: tuple[str, ...], iterations: int, warmup: int, min_time: floa
     $ flowscope bench mymodule:encode_json mymodule:encode_msgpack --json bench.json
     $ flowscope bench mymodule:encode_json mymodule:encode_msgpack --compare-to bench.json
     """
+    from .benchmark._targets import callable_target
+    from .benchmark._terminal import print_comparison, print_result_comparison
     from .performance import BenchmarkError, ComparisonResult, compare
-    from .performance._bench_terminal import print_comparison, print_result_comparison
-    from .performance._targets import callable_target
 
     try:
         functions = {target: callable_target(target, from_current_directory=True) for target in targets}
@@ -198,9 +198,9 @@ def load_test_command(target: str, concurrency: int, operations: int, processes:
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .benchmark._targets import workflow_class
+    from .benchmark._terminal import print_load_test
     from .performance import BenchmarkError, LoadProgress, load_test
-    from .performance._bench_terminal import print_load_test
-    from .performance._targets import workflow_class
 
     console = _console()
     try:

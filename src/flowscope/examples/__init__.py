@@ -58,6 +58,10 @@ def reset_example_tables(engine: Engine) -> None:
     ExampleBase.metadata.create_all(engine)
 
 
+from ._load_defaults import register_example_workloads  # noqa: E402  (after the package's names)
+
+register_example_workloads()
+
 __all__ = [
     "CHECKLIST", "Document", "DocumentApproval", "ENGINEERING_CHECKLIST", "EXAMPLE_WORKFLOWS", "Employee",
     "EmployeeOnboarding", "EmptyDocumentError", "ExampleBase", "OnboardingTask", "Order", "OrderFulfillment",

@@ -7,46 +7,46 @@
     >>> print(monitor.performance_report().to_json())
 """
 
-from ._check import CheckError, CheckResult, run_check
-from ._findings import Thresholds
+from ..analysis._findings import Thresholds
+from ..ci._check import CheckError, CheckResult, run_check
+from ..reports._performance_report import PerformanceReport
+from ..reports._process_report import ProcessReport, process_report
+from ..reports._terminal import print_process_report
+from ..reports._traces import TraceSpan, TraceView, slowest_traces
 from ._monitor import Monitor, OperationMetrics, UnknownOperationError
-from ._process_report import ProcessReport, process_report
-from ._report import PerformanceReport
-from ._terminal import print_process_report
-from ._traces import TraceSpan, TraceView, slowest_traces
 
 __all__ = ["CheckError", "CheckResult", "Monitor", "OperationMetrics", "PerformanceReport", "ProcessReport",
            "Thresholds", "TraceSpan", "TraceView", "UnknownOperationError", "print_process_report", "process_report",
            "run_check", "slowest_traces"]
 
 # Benchmarking and load testing (issue 4): Benchmark, compare(), load_test(), memory_stress_test().
-from ._bench_errors import (
-    BenchmarkError,
-    ImportTargetError,
-    InvalidBenchmarkError,
-    InvalidLoadParameterError,
-    InvalidPolicyError,
-    LoadTestDatabaseError,
-    LoadTestSetupError,
-    NoInitialActionError,
-    NotAWorkflowClassError,
-    NotPicklableError,
+from ..benchmark._compare import (
+           ComparisonResult,
+           ResultComparison,
+           Sample,
+           SubjectResult,
+           benchmark_operation,
+           compare,
+           compare_saved,
 )
+from ..benchmark._errors import (
+           BenchmarkError,
+           ImportTargetError,
+           InvalidBenchmarkError,
+           InvalidLoadParameterError,
+           InvalidPolicyError,
+           LoadTestDatabaseError,
+           LoadTestSetupError,
+           NoInitialActionError,
+           NotAWorkflowClassError,
+           NotPicklableError,
+)
+from ..benchmark._load_result import ErrorGroup, LatencyStats, LoadProgress, LoadTestResult, WorkerSummary
+from ..benchmark._load_test import load_test
+from ..benchmark._memory_stress import MemoryStressResult, memory_stress_test
+from ..benchmark._policies import ActionPolicy, CallablePolicy, FirstAvailable, RandomAvailable
+from ..benchmark._statistics import Significance
 from ._benchmark import Benchmark
-from ._compare import (
-    ComparisonResult,
-    ResultComparison,
-    Sample,
-    SubjectResult,
-    benchmark_operation,
-    compare,
-    compare_saved,
-)
-from ._load_result import ErrorGroup, LatencyStats, LoadProgress, LoadTestResult, WorkerSummary
-from ._load_test import load_test
-from ._memory_stress import MemoryStressResult, memory_stress_test
-from ._policies import ActionPolicy, CallablePolicy, FirstAvailable, RandomAvailable
-from ._statistics import Significance
 
 __all__ += [
     "ActionPolicy", "Benchmark", "BenchmarkError", "CallablePolicy", "ComparisonResult", "ErrorGroup",

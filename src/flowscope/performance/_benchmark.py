@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..benchmark import _compare, _load_test, _memory_stress
+from ..benchmark._compare import ComparisonResult, ResultComparison, SubjectResult
+from ..benchmark._load_result import LoadTestResult
+from ..benchmark._memory_stress import MemoryStressResult
 from ..workflows import Workflow, WorkflowExecution
-from . import _compare, _load_test, _memory_stress
-from ._compare import ComparisonResult, ResultComparison, SubjectResult
-from ._load_result import LoadTestResult
-from ._memory_stress import MemoryStressResult
 
 
 class Benchmark:

@@ -27,12 +27,9 @@ from sqlalchemy import func, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import object_session
 
-from ..telemetry import _attributes as attr
-from ..telemetry import configure, frame_of, operation, operation_spans
-from ..telemetry._probes import peak_rss_bytes, rss_bytes
-from ..workflows import WorkflowExecution, WorkflowTransition
-from . import _findings
-from ._report import (
+from ..analysis import _findings
+from ..analysis._recommendation import most_valuable_first
+from ..reports._performance_report import (
     Bottleneck,
     BottleneckAnalysis,
     DatabaseAnalysis,
@@ -43,8 +40,11 @@ from ._report import (
     QueryHotspot,
     TimingAnalysis,
 )
-from ._traces import slowest_traces
-from .optimizations._recommendation import most_valuable_first
+from ..reports._traces import slowest_traces
+from ..telemetry import _attributes as attr
+from ..telemetry import configure, frame_of, operation, operation_spans
+from ..telemetry._probes import peak_rss_bytes, rss_bytes
+from ..workflows import WorkflowExecution, WorkflowTransition
 
 T = TypeVar("T")
 

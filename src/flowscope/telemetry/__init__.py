@@ -9,14 +9,14 @@
 
 from ._aggregator import (
     RELATIVE_ACCURACY,
-    BottleneckSpanProcessor,
     Bottlenecks,
+    BottleneckSpanProcessor,
     FingerprintStats,
     MinMaxMean,
     OperationStats,
     Quantiles,
 )
-from ._config import Telemetry, configure, current_telemetry
+from ._config import Telemetry, configure, current_telemetry, on_configure
 from ._health import TelemetryHealth, health
 from ._instrumentor import FlowscopeInstrumentor
 from ._operation import operation
@@ -27,11 +27,11 @@ __all__ = [
     "RELATIVE_ACCURACY", "BottleneckSpanProcessor", "Bottlenecks", "FingerprintStats",
     "FlowscopeInstrumentor", "MinMaxMean", "OperationStats", "Quantiles", "SpanStore", "Telemetry",
     "TelemetryHealth", "configure", "current_telemetry", "fingerprint", "frame_of", "health",
-    "install_query_listeners", "operation", "operation_spans", "uninstall_query_listeners",
+    "install_query_listeners", "on_configure", "operation", "operation_spans", "uninstall_query_listeners",
 ]
 
 # Metrics next to the spans, and instrumentation with no code change (FLOWSCOPE_AUTO_INSTRUMENT).
-from ._metrics import METRICS, MetricSpec, MetricsSpanProcessor  # noqa: E402
 from ._autoinstrument import install as auto_instrument  # noqa: E402
+from ._metrics import METRICS, MetricSpec, MetricsSpanProcessor  # noqa: E402
 
 __all__ += ["METRICS", "MetricSpec", "MetricsSpanProcessor", "auto_instrument"]

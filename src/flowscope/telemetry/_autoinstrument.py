@@ -107,8 +107,9 @@ def _flush_at_exit() -> None:
 
 def join_provider(tracer_provider: Any = None) -> None:
     """Called by ``FlowscopeInstrumentor._instrument``: join the provider now or at first use."""
-    from ._config import configure, current_telemetry
     from opentelemetry.sdk.trace import TracerProvider
+
+    from ._config import configure, current_telemetry
 
     if current_telemetry() is not None:          # configure() ran (and is what instrumented us)
         return
@@ -129,7 +130,7 @@ def undo_join() -> None:
 
 
 def _version() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return __version__
 

@@ -10,8 +10,9 @@ Honoured: OTEL_SDK_DISABLED, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_T
 http/protobuf) / _HEADERS / _TIMEOUT, OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG;
 OTEL_METRICS_EXPORTER (otlp | console | none) with OTEL_EXPORTER_OTLP_[METRICS_]* for the
 metrics of :mod:`._metrics`; and flowscope's own FLOWSCOPE_MEMORY_PROFILE (tracemalloc | off),
-FLOWSCOPE_SPAN_STORE_SIZE, and FLOWSCOPE_REPORT_HTML / FLOWSCOPE_REPORT_JSON (the process report
-written at exit, :mod:`flowscope.performance._exit_report`).
+FLOWSCOPE_SPAN_STORE_SIZE. Layers above telemetry that must act when it is set up register an
+:func:`on_configure` hook (the package registers the report written at exit,
+:mod:`flowscope.reports._exit_report`, for FLOWSCOPE_REPORT_HTML / FLOWSCOPE_REPORT_JSON).
 
 Design decisions:
 - A TracerProvider someone else installed (opentelemetry-instrument, the application) is kept:
@@ -36,26 +37,25 @@ import os
 import threading
 import time
 import tracemalloc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace import sampling
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SpanExporter,
     SpanExportResult,
 )
 
+from .._version import __version__
+from . import _operation
 from ._aggregator import BottleneckSpanProcessor
 from ._export import destination_of, quiet_exporter_logs, report_export_failure
 from ._health import health
 from ._metrics import MetricsSpanProcessor, setup_metrics
-from . import _operation
-from .. import __version__
 from ._operation import settings
 from ._queue_drops import counting_batch_processor
 from ._span_store import DEFAULT_CAPACITY, SpanStore
@@ -105,6 +105,28 @@ class Telemetry:
 
 
 _telemetry: Telemetry | None = None
+_configure_hooks: list[Callable[[Telemetry], None]] = []
+
+
+def on_configure(hook: Callable[[Telemetry], None]) -> None:
+    """Call ``hook(telemetry)`` once telemetry is set up (enabled), now if it already is.
+
+    How a higher layer acts on configuration without telemetry importing it: ``flowscope``
+    registers the exit report this way. A hook that raises is counted in :data:`health`,
+    never raised into the application.
+    """
+    with _lock:
+        _configure_hooks.append(hook)
+        telemetry = _telemetry
+    if telemetry is not None and not telemetry.disabled:
+        _run_hook(hook, telemetry)
+
+
+def _run_hook(hook: Callable[[Telemetry], None], telemetry: Telemetry) -> None:
+    try:
+        hook(telemetry)
+    except Exception:
+        health.failed("running a configure hook")
 
 
 def current_telemetry() -> Telemetry | None:
@@ -138,11 +160,10 @@ def configure(*, service_name: str | None = None, exporter: str | None = None,
         else:
             _attach(telemetry, tracer_provider, service_name, exporter, endpoint, protocol, headers,
                     sampler, sampler_arg, warnings)
-            if os.environ.get("FLOWSCOPE_REPORT_HTML") or os.environ.get("FLOWSCOPE_REPORT_JSON"):
-                from ..performance._exit_report import register   # the report layer, only when asked
-
-                register(telemetry)
         _telemetry = telemetry
+        hooks = list(_configure_hooks) if not telemetry.disabled else []
+    for hook in hooks:           # outside the lock: a hook may call configure() itself
+        _run_hook(hook, telemetry)
     if instrument:
         from ._instrumentor import FlowscopeInstrumentor
 

@@ -64,7 +64,7 @@ from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from .. import __version__
+from .._version import __version__
 from . import _attributes as attr
 from ._export import CountingMetricExporter, destination_of, quiet_exporter_logs
 from ._health import health

@@ -69,9 +69,12 @@ from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.trace import Span, Status, StatusCode
 from sqlalchemy.exc import StatementError
 
-from .. import __version__
+from .._version import __version__
 from . import _attributes as attr
-from ._context import FRAME_KEY, attach as _attach, current_context as _current_context, detach as _detach, operation_context
+from ._context import FRAME_KEY, operation_context
+from ._context import attach as _attach
+from ._context import current_context as _current_context
+from ._context import detach as _detach
 from ._frames import MAX_PENDING_FRAMES, OperationFrame, _FrameClaims, pending_frames
 from ._health import health
 from ._probes import _GcCounter, memory_mark, rss_of

@@ -13,10 +13,12 @@ plans); every fix is measured again. The kinds of finding are documented in
 docs/recommendations.md.
 """
 
+from ...analysis._indexes import IndexSuggestion
+from ...analysis._recommendation import KINDS, SEVERITIES, Evidence, Recommendation, Savings, most_valuable_first
+from ...analysis._redaction import is_secret_key
 from ._caching import CACHE_NAMES, CacheStats, UnknownCacheError
 from ._compaction import Footprint, MemoryOptimizationResult, MemoryPolicy, MovedValue, RestoreResult
 from ._eager_loading import WORKFLOWABLE, UnknownRelationshipError
-from ._indexes import IndexSuggestion
 from ._measure import OperationQueries, RunMetrics, measure
 from ._memory_optimizer import MemoryOptimizer
 from ._optimization_result import (
@@ -36,8 +38,6 @@ from ._query_report import (
     QueryCounts,
     QueryOptimizationReport,
 )
-from ._recommendation import KINDS, SEVERITIES, Evidence, Recommendation, Savings, most_valuable_first
-from ._redaction import is_secret_key
 
 __all__ = [
     "CACHE_NAMES", "KINDS", "SEVERITIES", "WORKFLOWABLE", "AppliedFix", "AutoOptimizationResult", "CacheStats",

@@ -39,12 +39,12 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.exc import StaleDataError
 
+from ...analysis._redaction import shown_key
 from ...workflows import WorkflowExecution, WorkflowTransition
 from ...workflows._context_refs import is_reference, json_size, make_reference, value_digest
 from ...workflows._models import UTCDateTime, utcnow
 from ...workflows._side_tables import MOVED, REMOVED, WorkflowContextBlob, WorkflowTransitionArchive
 from ...workflows.errors import DetachedExecutionError, StaleExecutionError
-from ._redaction import shown_key
 
 _LIVE = cast(Table, WorkflowTransition.__table__)
 _ARCHIVE = cast(Table, WorkflowTransitionArchive.__table__)

@@ -24,6 +24,7 @@ from typing import TypeVar
 
 from opentelemetry.sdk.trace import ReadableSpan
 
+from ...analysis._sources import number
 from ...telemetry import _attributes as attr
 from ...telemetry import configure, operation
 
@@ -120,12 +121,6 @@ def _per_operation(spans: list[ReadableSpan]) -> tuple[OperationQueries, ...]:
             queries_per_operation=sum(number(s, attr.QUERY_COUNT) for s in group) / len(group),
             ms_per_operation=sum(_duration_ms(s) for s in group) / len(group))
         for name, group in grouped.items())
-
-
-def number(span: ReadableSpan, key: str) -> float:
-    """A numeric span attribute, 0 when absent (or not a number)."""
-    value = (span.attributes or {}).get(key)
-    return float(value) if isinstance(value, (int, float)) else 0.0
 
 
 def _duration_ms(span: ReadableSpan) -> float:

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from sqlalchemy import inspect as sa_inspect
 
+from ...analysis import _findings, _memory_rules
+from ...analysis._recommendation import Recommendation, most_valuable_first
 from ...telemetry import configure, operation_spans
 from ...workflows import WorkflowExecution
-from .. import _findings
-from . import _memory_rules
 from ._compaction import (
     Footprint,
     MemoryOptimizationResult,
@@ -32,7 +32,6 @@ from ._compaction import (
     restore,
     session_of,
 )
-from ._recommendation import Recommendation, most_valuable_first
 
 
 class MemoryOptimizer:
@@ -73,7 +72,8 @@ class MemoryOptimizer:
         measured = self.footprint()
         spans = operation_spans(configure().span_store.by_execution(self.execution_id))
         found = [
-            _memory_rules.large_context(self.subject, self.execution.context_data, self.thresholds, self.policy),
+            _memory_rules.large_context(self.subject, self.execution.context_data, self.thresholds,
+                                        self.policy.value_bytes),
             _memory_rules.history_growth(self.subject, measured.transitions, self.thresholds),
             _memory_rules.memory_trend(self.subject, spans, self.thresholds),
         ]

@@ -13,9 +13,9 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from ...analysis._recommendation import Recommendation
 from ._compaction import MemoryOptimizationResult
 from ._measure import RunMetrics
-from ._recommendation import Recommendation
 
 FixKind = Literal["eager_loading", "caching", "memory"]
 

@@ -18,9 +18,10 @@ Design decisions:
   the three engine caches, and the memory policy, whatever the thresholds say.
 - The effect is always measured, never estimated: the representative operation runs once
   before and once after the fixes (:func:`_measure.measure`). It must do the same work from
-  a cold start each time (``flowscope.demo.representative_operation`` seeds new records and
-  uses new sessions). Without one, an execution of an example workflow uses the demo's;
-  otherwise ``optimize_performance`` refuses and ``auto_optimize`` reports no measurement.
+  a cold start each time (the demo's ``representative_operation`` seeds new records and uses
+  new sessions). The caller supplies it (the library knows no workflow of its own): without
+  one, ``optimize_performance`` refuses and ``auto_optimize`` applies its fixes and reports
+  that nothing was measured.
 - Fixes stay on after the call (that is the point); ``revert()`` turns off the eager loading
   and caches this optimizer enabled, ``memory.restore()`` undoes a compaction.
 """
@@ -31,17 +32,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import inspect as sa_inspect
-
+from ...analysis import _findings
+from ...analysis._recommendation import Recommendation, most_valuable_first
 from ...workflows import WorkflowExecution
-from .. import _findings
 from ._caching import CACHE_NAMES
 from ._compaction import MemoryOptimizationResult, MemoryPolicy
 from ._measure import RunMetrics, measure
 from ._memory_optimizer import MemoryOptimizer
 from ._optimization_result import AppliedFix, NotApplied, OptimizationResult
 from ._query_optimizer import QueryOptimizer
-from ._recommendation import Recommendation, most_valuable_first
 
 _NO_AUTOMATIC_FIX = {
     "repeated_query": "the result must be reused by the code that runs it (hoist it out of the loop or cache it)",
@@ -75,7 +74,7 @@ class PerformanceOptimizer:
 
     def optimize_performance(self, representative_operation: Callable[[], Any] | None = None) -> OptimizationResult:
         """Apply the query and memory optimizations; measure ``representative_operation`` before and after."""
-        operation = representative_operation or self._demo_operation()
+        operation = representative_operation
         if operation is None:
             raise ValueError("optimize_performance needs a representative_operation to measure (a callable that "
                              "does the same work from a cold start each time, e.g. one workflow in a new Session)")
@@ -106,7 +105,7 @@ class PerformanceOptimizer:
         if not eager_findings and not memory_findings:
             return OptimizationResult((), tuple(not_applied), tuple(findings), None, None,
                                       note="no finding that an automatic fix applies to")
-        operation = representative_operation or self._demo_operation()
+        operation = representative_operation
         before = _measured(operation, "flowscope.auto_optimize.before")
         applied = self._eager_load(eager_findings)
         memory_result = None
@@ -151,25 +150,6 @@ class PerformanceOptimizer:
                   f"{result.archived_transitions} transitions archived: {result.bytes_before:,} -> "
                   f"{result.bytes_after:,} bytes stored")
         return AppliedFix("memory", memory.subject, detail, because), result
-
-    def _demo_operation(self) -> Callable[[], Any] | None:
-        """The demo's representative operation, for an execution of an example workflow."""
-        execution = self.execution
-        if execution is None:
-            return None
-        engine = self.queries._engine()
-        try:
-            workflow = execution.workflow_definition
-            from ...demo import representative_operation
-            from ...examples import EXAMPLE_WORKFLOWS
-
-            if engine is None or workflow not in EXAMPLE_WORKFLOWS:
-                return None
-            if not sa_inspect(engine).has_table("example_staff"):
-                return None
-            return representative_operation(engine, workflow)
-        except Exception:
-            return None
 
 
 def _measured(operation: Callable[[], Any] | None, label: str) -> RunMetrics | None:

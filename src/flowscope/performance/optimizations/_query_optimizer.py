@@ -10,7 +10,7 @@
 
 Data: with an execution, its operation spans in the span store (engine actions and
 ``Monitor`` operations); without, everything the aggregating processor has seen. Findings are
-``performance/_findings.py``'s rules (N+1, repeated and slow statements, many queries per
+``analysis/_findings.py``'s rules (N+1, repeated and slow statements, many queries per
 operation); ``missing_index`` needs the database and runs only with ``explain=True``.
 
 Design decisions:
@@ -32,11 +32,13 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import object_session
 
+from ...analysis import _findings
+from ...analysis._indexes import IndexAnalysis, find_missing_indexes
+from ...analysis._recommendation import Recommendation, most_valuable_first
+from ...analysis._sources import QueryData, execution_data, process_data, spans_data
 from ...telemetry import configure
 from ...workflows import WorkflowExecution
-from .. import _findings
 from . import _caching, _eager_loading
-from ._indexes import IndexAnalysis, find_missing_indexes
 from ._measure import measure_spans
 from ._query_report import (
     CachingOpportunity,
@@ -46,8 +48,6 @@ from ._query_report import (
     QueryCounts,
     QueryOptimizationReport,
 )
-from ._recommendation import Recommendation, most_valuable_first
-from ._sources import QueryData, execution_data, process_data, spans_data
 
 QUERY_KINDS = ("n_plus_one", "repeated_query", "slow_query", "missing_index", "high_query_count")
 

@@ -16,10 +16,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ...analysis._indexes import IndexSuggestion
+from ...analysis._recommendation import Recommendation
 from ._caching import CacheStats
-from ._indexes import IndexSuggestion
 from ._measure import RunMetrics
-from ._recommendation import Recommendation
 
 
 @dataclass(frozen=True)

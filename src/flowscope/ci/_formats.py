@@ -24,8 +24,8 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
+from ..analysis._recommendation import Recommendation
 from ._check import CheckResult
-from .optimizations._recommendation import Recommendation
 
 _CALL_SITE = re.compile(r"^(?P<file>.+?):(?P<line>\d+)(?: in .*)?$")
 

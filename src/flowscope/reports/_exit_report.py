@@ -5,8 +5,9 @@
 
 With no code change, a whole run (a test suite, a batch job) leaves the report every other
 command prints: operations, N+1 patterns with their relationship and line, recommendations,
-the slowest traces. :func:`flowscope.configure` registers the ``atexit`` hook when either
-variable is set (telemetry enabled). Writing never raises at exit: a path that cannot be written
+the slowest traces. The package registers :func:`register` as a configure hook
+(``telemetry.on_configure``), so :func:`flowscope.configure` adds the ``atexit`` hook when either
+variable is set (telemetry enabled), without the telemetry layer importing this one. Writing never raises at exit: a path that cannot be written
 is one warning on the ``flowscope`` logger (stderr when logging is not set up).
 """
 

@@ -40,7 +40,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, create_engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
-from ._bench_errors import LoadTestDatabaseError
+from ._errors import LoadTestDatabaseError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_NOTE = ("SQLite (WAL, BEGIN IMMEDIATE, busy timeout 30 s): one write lock per database, so actions "

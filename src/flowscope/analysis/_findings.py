@@ -18,12 +18,12 @@ from dataclasses import dataclass, replace
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from ..telemetry import _attributes as attr
 from ..telemetry import OperationStats, fingerprint, frame_of
+from ..telemetry import _attributes as attr
 from ..telemetry._frames import StatementTally
 from ..telemetry._queries import is_read_statement
-from .optimizations._recommendation import Evidence, Recommendation, Savings
-from .optimizations._severity import severity
+from ._recommendation import Evidence, Recommendation, Savings
+from ._severity import severity
 
 
 @dataclass(frozen=True)

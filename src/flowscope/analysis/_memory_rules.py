@@ -1,6 +1,6 @@
 """Memory findings of one execution: ``large_context``, ``history_growth``, ``memory_growth``.
 
-    >>> large_context("DocumentApproval execution 7", context, Thresholds(), MemoryPolicy())
+    >>> large_context("DocumentApproval execution 7", context, Thresholds(), movable_bytes=16 * 1024)
     >>> history_growth("DocumentApproval execution 7", transitions=250, thresholds=Thresholds())
     >>> memory_trend("DocumentApproval execution 7", spans, Thresholds())
 
@@ -27,31 +27,29 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from ...telemetry import _attributes as attr
-from ...workflows._context_refs import is_reference, json_size
-from .. import _findings
-from ._compaction import MemoryPolicy
-from ._measure import number
+from ..telemetry import _attributes as attr
+from ..workflows._context_refs import is_reference, json_size
+from . import _findings
 from ._recommendation import Evidence, Recommendation
 from ._redaction import shown_key
 from ._severity import severity
-from ._sources import outermost
+from ._sources import number, outermost
 
 KiB = 1024
 
 
 def large_context(subject: str, context: Mapping[str, Any], thresholds: _findings.Thresholds,
-                  policy: MemoryPolicy) -> Recommendation | None:
+                  movable_bytes: int) -> Recommendation | None:
     size = json_size(dict(context))
     if size < thresholds.large_context_bytes:
         return None
     sizes = sorted(((key, json_size(value)) for key, value in context.items() if not is_reference(value)),
                    key=lambda kv: kv[1], reverse=True)
-    movable = [(key, n) for key, n in sizes if n >= policy.value_bytes]
+    movable = [(key, n) for key, n in sizes if n >= movable_bytes]
     largest = ", ".join(f"{shown_key(key)} ({_kib(n)})" for key, n in sizes[:3])
     if movable:
         suggestion = (f"MemoryOptimizer(execution).optimize_memory_usage() moves the {len(movable)} values of at "
-                      f"least {_kib(policy.value_bytes)} ({_kib(sum(n for _, n in movable))}) to "
+                      f"least {_kib(movable_bytes)} ({_kib(sum(n for _, n in movable))}) to "
                       "workflow_context_blobs; handlers still see them, and restore() undoes it.")
     else:
         suggestion = ("Keep references (ids, URLs) in the context instead of the data itself, or lower "

@@ -28,10 +28,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..analysis._recommendation import Recommendation
+from ..benchmark._targets import callable_target
+from ..reports._process_report import ProcessReport, process_report
 from ..telemetry import configure
-from ._process_report import ProcessReport, process_report
-from ._targets import callable_target
-from .optimizations._recommendation import Recommendation
 
 FAIL_ON = ("low", "medium", "high", "never")
 _RANK = {"low": 1, "medium": 2, "high": 3, "never": 4}

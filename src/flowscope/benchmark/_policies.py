@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from ._bench_errors import InvalidPolicyError
+from ._errors import InvalidPolicyError
 
 PolicyFunction = Callable[[Any, list[str]], "str | None"]
 

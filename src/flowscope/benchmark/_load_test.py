@@ -29,7 +29,7 @@ Design decisions:
 - **Ctrl-C** (``KeyboardInterrupt`` in the calling thread) stops the test early: executions
   finish the action they are in and stop, and the partial result comes back with
   ``interrupted=True`` (a second Ctrl-C aborts at once).
-- **Bad input fails before anything runs**, with a typed error (:mod:`._bench_errors`).
+- **Bad input fails before anything runs**, with a typed error (:mod:`._errors`).
 - ``database_url=None`` means a temporary SQLite file, created with the schema, removed at
   the end, and named in the result (``temporary_database=True``).
 """
@@ -55,19 +55,19 @@ from ..telemetry._probes import rss_bytes
 from ..workflows import Workflow, create_schema
 from ..workflows._runtime import resolve_import_path
 from . import _statistics
-from ._bench_errors import (
+from ._errors import (
     InvalidLoadParameterError,
     LoadTestSetupError,
     NoInitialActionError,
     NotPicklableError,
 )
 from ._load_database import SQLITE_NOTE, LoadDatabase, create_load_engine, open_load_database
-from ._load_defaults import WorkflowableFactory, defaults_for
 from ._load_result import ErrorGroup, LatencyStats, LoadProgress, LoadTestResult, WorkerSummary
 from ._load_spans import ScopedAggregation, replay
 from ._load_worker import LocalProgress, ShareResult, ShareRunner, ShareSpec, process_main
 from ._policies import ActionPolicy, PolicyFunction, resolve_policy
 from ._targets import workflow_class
+from ._workloads import WorkflowableFactory, defaults_for
 
 MODES = ("threads", "processes")
 PROGRESS_INTERVAL_SECONDS = 0.1
@@ -84,8 +84,8 @@ def load_test(workflow: type[Workflow] | str, concurrent_executions: int = 10, o
 
     ``workflow`` is a Workflow subclass or its ``module:ClassName`` path. ``setup(engine)``
     runs once before anything else (create the tables your workflowable records need);
-    ``workflowable_factory(session, index)`` gives execution ``index`` its record (the
-    examples have defaults). ``seed=None`` picks a seed and reports it, so a run can be repeated.
+    ``workflowable_factory(session, index)`` gives execution ``index`` its record (a workflow
+    registered with ``register_workload`` has defaults; the examples are). ``seed=None`` picks a seed and reports it, so a run can be repeated.
     """
     _check_count("concurrent_executions", concurrent_executions)
     _check_count("operations_per_execution", operations_per_execution)
@@ -407,7 +407,7 @@ def _notes(database: LoadDatabase, mode: str, telemetry_enabled: bool) -> tuple[
     return tuple(notes)
 
 
-_PRELOAD = ["flowscope.performance._load_worker", "flowscope.performance._load_database", "flowscope.examples"]
+_PRELOAD = ["flowscope.benchmark._load_worker", "flowscope.benchmark._load_database"]
 
 
 def _context() -> Any:

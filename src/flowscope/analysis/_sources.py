@@ -4,7 +4,7 @@
     >>> data = process_data(telemetry)                       # the aggregating processor
     >>> data.statements, data.operations, data.total_queries
 
-Design decision: both sources are reduced to the observations of ``performance/_findings.py``
+Design decision: both sources are reduced to the observations of ``analysis/_findings.py``
 (one rule set serves both), plus, per statement fingerprint, one *example statement*: the raw
 SQL text as the driver received it (placeholders, never parameter values), which is what a
 plan command can run. Examples come from the query tallies of spans still in the span store
@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from ...telemetry import Telemetry, fingerprint, frame_of, operation_spans
-from ...telemetry import _attributes as attr
-from ...telemetry._frames import OTHER_STATEMENT
-from .. import _findings
-from ._measure import number
+from ..telemetry import Telemetry, fingerprint, frame_of, operation_spans
+from ..telemetry import _attributes as attr
+from ..telemetry._frames import OTHER_STATEMENT
+from . import _findings
 
 
 @dataclass(frozen=True)
@@ -75,6 +74,12 @@ def example_statements(spans: Iterable[ReadableSpan]) -> dict[str, str]:
             if statement != OTHER_STATEMENT:
                 examples.setdefault(fingerprint(statement), statement)
     return examples
+
+
+def number(span: ReadableSpan, key: str) -> float:
+    """A numeric span attribute, 0 when absent (or not a number)."""
+    value = (span.attributes or {}).get(key)
+    return float(value) if isinstance(value, (int, float)) else 0.0
 
 
 def outermost(spans: list[ReadableSpan]) -> list[ReadableSpan]:

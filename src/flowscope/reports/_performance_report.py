@@ -18,8 +18,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..analysis._recommendation import Recommendation
 from ._traces import TraceView
-from .optimizations._recommendation import Recommendation
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class PerformanceReport:
 
     def to_html(self) -> str:
         """A self-contained HTML page of every section."""
-        from ._html import performance_report_html   # jinja2 only when a page is asked for
+        from ._html import performance_report_html  # jinja2 only when a page is asked for
 
         return performance_report_html(self)
 

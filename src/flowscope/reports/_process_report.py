@@ -17,10 +17,10 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..analysis import _findings
+from ..analysis._recommendation import Recommendation, most_valuable_first
 from ..telemetry import Bottlenecks, BottleneckSpanProcessor, OperationStats, SpanStore, configure, health
-from . import _findings
 from ._traces import TraceView, slowest_traces
-from .optimizations._recommendation import Recommendation, most_valuable_first
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class ProcessReport:
 
     def to_html(self, limit: int = 50) -> str:
         """A self-contained HTML page: recommendations, bottlenecks, the ``limit`` slowest operations."""
-        from ._html import process_report_html   # jinja2 only when a page is asked for
+        from ._html import process_report_html  # jinja2 only when a page is asked for
 
         return process_report_html(self, limit)
 

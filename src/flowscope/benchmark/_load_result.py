@@ -139,6 +139,6 @@ class LoadTestResult:
 
     def to_html(self) -> str:
         """A self-contained HTML page: summary, latency per action, errors, operations, workers."""
-        from ._html import load_test_html   # jinja2 only when a page is asked for
+        from ._html import load_test_html  # jinja2 only when a page is asked for
 
         return load_test_html(self)

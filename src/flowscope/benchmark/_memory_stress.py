@@ -36,7 +36,7 @@ from sqlalchemy.orm import object_session
 
 from ..telemetry._probes import rss_bytes
 from ..workflows import WorkflowExecution
-from ._bench_errors import InvalidBenchmarkError
+from ._errors import InvalidBenchmarkError
 from ._policies import ActionPolicy, PolicyFunction, execution_rng, resolve_policy
 
 MIB = 1024 * 1024

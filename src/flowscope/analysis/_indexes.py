@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection, Engine
 
-from .. import _findings
+from . import _findings
 from ._explain import SUPPORTED_DIALECTS, FullScan, full_scans
 from ._recommendation import Evidence, Recommendation, Savings
 from ._severity import severity

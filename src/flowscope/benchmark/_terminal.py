@@ -10,9 +10,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from ..reports._units import format_bytes, format_range, format_seconds
 from ._compare import ComparisonResult, ResultComparison
 from ._load_result import LoadTestResult
-from ._units import format_bytes, format_range, format_seconds
 
 
 def print_comparison(result: ComparisonResult, console: Console) -> None:

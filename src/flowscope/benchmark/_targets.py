@@ -18,7 +18,7 @@ import sys
 from typing import Any
 
 from ..workflows import Workflow
-from ._bench_errors import ImportTargetError, NotAWorkflowClassError
+from ._errors import ImportTargetError, NotAWorkflowClassError
 
 
 def import_target(target: str, *, from_current_directory: bool = False) -> Any:

@@ -66,7 +66,7 @@ from ..telemetry import configure, operation
 from ..telemetry._frames import innermost_frame
 from ..telemetry._probes import rss_bytes
 from . import _statistics
-from ._bench_errors import InvalidBenchmarkError
+from ._errors import InvalidBenchmarkError
 
 FORMAT = "flowscope.benchmark.comparison"
 FORMAT_VERSION = 1
@@ -220,7 +220,7 @@ class ComparisonResult:
 
     def to_html(self) -> str:
         """A self-contained HTML page: the verdicts against the baseline, then every subject."""
-        from ._html import comparison_html   # jinja2 only when a page is asked for
+        from ._html import comparison_html  # jinja2 only when a page is asked for
 
         return comparison_html(self)
 
@@ -526,7 +526,7 @@ def _allocated_per_call(target: _Target, calls: int = 3) -> int:
 
 
 def _environment() -> dict[str, Any]:
-    from .. import __version__
+    from .._version import __version__
 
     return {"flowscope": __version__, "python": sys.version.split()[0],
             "implementation": platform.python_implementation(), "platform": platform.platform(),
