@@ -28,9 +28,15 @@ TRACES_ONLY = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "none", 
 
 
 # Each run: (launcher, protocol, extra variables). All run side by side once, in `runs`.
+# The hook also turns on the installed OpenTelemetry instrumentations; opentelemetry-
+# instrumentation-sqlalchemy is installed here, so the first two switch it off by its name
+# (OTEL_PYTHON_DISABLED_INSTRUMENTATIONS, honoured as opentelemetry-instrument does) to see
+# flowscope's own spans alone, and the third keeps it on.
+ONLY_FLOWSCOPE = {"FLOWSCOPE_AUTO_INSTRUMENT": "true", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "sqlalchemy"}
 RUNS = {
-    "auto grpc": ((), "grpc", {"FLOWSCOPE_AUTO_INSTRUMENT": "true"}),
-    "auto http": ((), "http/protobuf", {"FLOWSCOPE_AUTO_INSTRUMENT": "true"}),
+    "auto grpc": ((), "grpc", ONLY_FLOWSCOPE),
+    "auto http": ((), "http/protobuf", ONLY_FLOWSCOPE),
+    "auto with sqlalchemy": ((), "grpc", {"FLOWSCOPE_AUTO_INSTRUMENT": "true"}),
     # the distro's configurator installs the provider before flowscope's instrumentor runs
     "otel-instrument": ((OTEL_INSTRUMENT,), "grpc", TRACES_ONLY),
     # no configurator loaded: no provider exists when flowscope's instrumentor runs; flowscope
@@ -89,8 +95,10 @@ def test_opentelemetry_instrument_picks_flowscope_up_and_keeps_the_distros_provi
 
 
 @pytest.mark.otel_sqlalchemy
-def test_sqlalchemy_query_spans_nest_under_the_action_spans_and_match_the_query_count(runs):
-    result, spans, _ = runs["otel-instrument"]
+@pytest.mark.parametrize("run", ["otel-instrument", "auto with sqlalchemy"])
+def test_sqlalchemy_query_spans_nest_under_the_action_spans_and_match_the_query_count(runs, run):
+    result, spans, stderr = runs[run]
+    assert "already instrumented" not in stderr
     named = by_name(spans)
     for name in result["spans"]:
         action = named[name]

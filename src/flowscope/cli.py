@@ -108,6 +108,9 @@ def check(target: str, args: tuple[str, ...], fail_on: str, json_path: str | Non
 
         for line in github_annotations(result):
             click.echo(line)
+    if result.unmeasured_only:
+        console.print(f"[bold red]check failed[/bold red]: {result.unmeasured_only}")
+        raise SystemExit(1)
     if result.passed:
         console.print(f"[bold green]check passed[/bold green]: no recommendation at or above {fail_on}")
         return

@@ -8,7 +8,8 @@ Design decision: statements are observed per operation span (``StatementObservat
 either source: the span store (one execution's spans, exact) or the aggregating processor
 (the whole process, worst span per fingerprint). One set of rules then serves both. Nested
 operations count inclusively, so a pattern inside a child is also inside its parent; per
-fingerprint only the innermost observation (the span with the fewest queries) is reported.
+fingerprint the enclosing operations (``enclosing``, from the frames' parent chain) leave it
+to the innermost, while unrelated operations each report their own.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class StatementObservation:
     span_id: str = ""
     relationship: str | None = None
     call_site: str | None = None
+    enclosing: tuple[str, ...] = ()     # the operations the observed spans ran inside (nesting)
 
 
 def observations_from_spans(spans: Iterable[ReadableSpan]) -> list[StatementObservation]:
@@ -77,7 +79,8 @@ def observations_from_spans(spans: Iterable[ReadableSpan]) -> list[StatementObse
                 total_ms=tally.seconds * 1000.0, span_query_count=frame.query_count,
                 trace_id=f"{context.trace_id:032x}" if context else "",
                 span_id=f"{context.span_id:016x}" if context else "",
-                relationship=tally.relationship, call_site=tally.call_site)
+                relationship=tally.relationship, call_site=tally.call_site,
+                enclosing=frame.enclosing_names() if frame.parent is not None else ())
             key = (obs.operation, obs.fingerprint)
             seen = worst.get(key)
             if seen is None or obs.executions > seen.executions:
@@ -133,7 +136,7 @@ def observations_from_stats(operations: Iterable[OperationStats]) -> list[Statem
             total_ms=fp.total_ms / max(fp.spans, 1),  # mean per span
             span_query_count=int(op.query_count.mean), spans=fp.spans,
             trace_id=fp.example_trace_id, span_id=fp.example_span_id,
-            relationship=fp.relationship, call_site=fp.call_site)
+            relationship=fp.relationship, call_site=fp.call_site, enclosing=fp.enclosing)
         for op in operations for fp in op.fingerprints
     ]
 
@@ -143,15 +146,24 @@ def _with_spans(obs: StatementObservation, spans: int) -> StatementObservation:
 
 
 def query_findings(observations: Iterable[StatementObservation], thresholds: Thresholds) -> list[Recommendation]:
-    """N+1 patterns, repeated identical queries and slow statements."""
-    found: dict[tuple[str, str], tuple[StatementObservation, Recommendation]] = {}
+    """N+1 patterns, repeated identical queries and slow statements, each operation its own.
+
+    Counts are inclusive, so a statement run inside a nested operation is also counted in every
+    operation around it: per fingerprint, an operation is left out when the statement also ran
+    in an operation nested inside it (the innermost owns it; three nested requests running one
+    query each are not a repeated query of the test around them). Unrelated operations with
+    the same statement each keep their finding (two endpoints with one N+1 are two findings).
+    """
+    observations = list(observations)
+    enclosing: dict[str, set[str]] = {}
     for obs in observations:
-        for rec in _statement_rules(obs, thresholds):
-            key = (rec.kind, obs.fingerprint)
-            kept = found.get(key)
-            if kept is None or obs.span_query_count < kept[0].span_query_count:
-                found[key] = (obs, rec)   # innermost operation wins (see module docstring)
-    return [rec for _, rec in found.values()]
+        if obs.enclosing:
+            enclosing.setdefault(obs.fingerprint, set()).update(obs.enclosing)
+    kept: list[Recommendation] = []
+    for obs in observations:
+        if obs.operation not in enclosing.get(obs.fingerprint, ()):
+            kept.extend(_statement_rules(obs, thresholds))
+    return kept
 
 
 def _statement_rules(obs: StatementObservation, t: Thresholds) -> list[Recommendation]:

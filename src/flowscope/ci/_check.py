@@ -8,10 +8,14 @@
     $ flowscope check myapp.jobs:nightly --fail-on high --json flowscope-check.json
 
 Design decisions:
-- The scenario runs in this process, after ``flowscope.configure(instrument=True)``: a script
-  as ``__main__`` (``runpy``, its folder first on ``sys.path``, its arguments in
-  ``sys.argv``), or a zero-argument ``module:function``. Every SQLAlchemy engine it creates
-  is measured and every operation aggregated, with no change to its code.
+- The scenario runs in this process, after ``flowscope.configure(instrument=True)`` and with
+  the installed OpenTelemetry instrumentations on (Flask, FastAPI, ...): a script as
+  ``__main__`` (``runpy``, its folder first on ``sys.path``, its arguments in ``sys.argv``),
+  or a zero-argument ``module:function``. It is itself one root operation (named after the
+  script or ``module:function``), so everything it runs is measured: the requests and tasks
+  inside it are nested operations, and each finding belongs to the innermost operation.
+- Queries outside any operation (another thread without the scenario's context) are reported;
+  when they are all there is, the check does not pass (``unmeasured_only``).
 - The verdict comes from the process report, so from the same rules as every other report
   (``_findings``): a CI gate with a rule set of its own would drift from what the
   recommendations say. A recommendation at or above ``fail_on`` fails the check.
@@ -31,7 +35,8 @@ from typing import Any
 from ..analysis._recommendation import Recommendation
 from ..benchmark._targets import callable_target
 from ..reports._process_report import ProcessReport, process_report
-from ..telemetry import configure
+from ..telemetry import configure, operation
+from ..telemetry._contrib import instrument_installed
 
 FAIL_ON = ("low", "medium", "high", "never")
 _RANK = {"low": 1, "medium": 2, "high": 3, "never": 4}
@@ -48,11 +53,20 @@ class CheckResult:
     failing: tuple[Recommendation, ...]   # recommendations at or above ``fail_on``
 
     @property
+    def unmeasured_only(self) -> str | None:
+        """Why there is no verdict to trust: queries ran and no operation measured any of them."""
+        missing = self.report.unmeasured.queries
+        if missing and self.report.measured_queries == 0:
+            return (f"{missing} queries ran outside any operation and none was measured, so no rule could "
+                    "see them")
+        return None
+
+    @property
     def passed(self) -> bool:
-        return not self.failing
+        return not self.failing and self.unmeasured_only is None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "fail_on": self.fail_on,
+        return {"passed": self.passed, "fail_on": self.fail_on, "unmeasured_only": self.unmeasured_only,
                 "failing": [r.to_dict() for r in self.failing], "report": self.report.to_dict()}
 
 
@@ -61,10 +75,17 @@ def run_check(target: str, args: Sequence[str] = (), fail_on: str = "medium") ->
     if fail_on not in _RANK:
         raise CheckError(f"fail_on={fail_on!r}: expected one of {', '.join(FAIL_ON)}")
     telemetry = configure(instrument=True)
-    _run(target, list(args))
+    instrument_installed()
+    with operation(_root_name(target)):
+        _run(target, list(args))
     report = process_report(telemetry.aggregator, span_store=telemetry.span_store)
     failing = tuple(r for r in report.recommendations if _RANK[r.severity] >= _RANK[fail_on])
     return CheckResult(report, fail_on, failing)
+
+
+def _root_name(target: str) -> str:
+    """The scenario's own operation: the script's file name, or ``module:function``."""
+    return os.path.basename(target) if target.endswith(".py") or os.path.sep in target else target
 
 
 def _run(target: str, args: list[str]) -> None:

@@ -19,8 +19,24 @@ from typing import Any
 
 from ..analysis import _findings
 from ..analysis._recommendation import Recommendation, most_valuable_first
-from ..telemetry import Bottlenecks, BottleneckSpanProcessor, OperationStats, SpanStore, configure, health
+from ..telemetry import Bottlenecks, BottleneckSpanProcessor, OperationStats, SpanStore, configure, fingerprint, health
+from ..telemetry._frames import unmeasured
 from ._traces import TraceView, slowest_traces
+
+
+@dataclass(frozen=True)
+class UnmeasuredStatement:
+    fingerprint: str
+    count: int
+    call_site: str | None
+
+
+@dataclass(frozen=True)
+class Unmeasured:
+    """Queries that ran outside any operation: nothing attributes them, so no rule sees them."""
+
+    queries: int = 0
+    statements: tuple[UnmeasuredStatement, ...] = ()   # the most frequent first (at most 5)
 
 
 @dataclass(frozen=True)
@@ -31,6 +47,12 @@ class ProcessReport:
     overflow_operations: int
     telemetry_health: dict[str, Any]
     slowest_traces: tuple[TraceView, ...] = ()   # from the span store: recent spans only
+    unmeasured: Unmeasured = Unmeasured()
+
+    @property
+    def measured_queries(self) -> int:
+        """Queries counted in operations (outermost and nested alike, so an upper bound)."""
+        return int(sum(op.query_count.total for op in self.operations))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -68,4 +90,15 @@ def process_report(aggregator: BottleneckSpanProcessor | None = None,
         overflow_operations=aggregator.overflow_operations,
         telemetry_health=health.snapshot(),
         slowest_traces=slowest_traces(span_store) if span_store is not None else (),
+        unmeasured=_unmeasured(),
     )
+
+
+def _unmeasured(top: int = 5) -> Unmeasured:
+    by_fingerprint: dict[str, list[Any]] = {}
+    for statement, (count, call_site) in list(unmeasured.statements.items()):
+        entry = by_fingerprint.setdefault(fingerprint(statement), [0, call_site])
+        entry[0] += count
+        entry[1] = entry[1] or call_site
+    ranked = sorted(by_fingerprint.items(), key=lambda kv: kv[1][0], reverse=True)[:top]
+    return Unmeasured(unmeasured.count, tuple(UnmeasuredStatement(fp, n, site) for fp, (n, site) in ranked))

@@ -34,6 +34,10 @@ def print_process_report(report: ProcessReport, console: Console, limit: int = 1
     if len(report.operations) > limit:
         console.print(f"... and {len(report.operations) - limit} more operations", style="dim")
 
+    if not report.operations:
+        console.print("No operation has been measured.", style="yellow")
+    print_unmeasured(report, console)
+
     b = report.bottlenecks
     console.print("[bold]Bottlenecks[/bold]")
     if b.slowest:
@@ -82,3 +86,15 @@ def _trace_tree(trace: TraceView, limit: int) -> Tree:
     if hidden:
         tree.add(f"... and {hidden} more spans", style="dim")
     return tree
+
+
+def print_unmeasured(report: ProcessReport, console: Console) -> None:
+    """What ran outside any operation, so no finding can cover it."""
+    missing = report.unmeasured
+    if not missing.queries:
+        return
+    console.print(f"[yellow]{missing.queries} queries ran outside any operation[/yellow] (not measured: wrap the "
+                  "code in flowscope.operation, or install the OpenTelemetry instrumentation of its framework)")
+    for statement in missing.statements:
+        at = f" at {statement.call_site}" if statement.call_site else ""
+        console.print(f"  {statement.count}x {statement.fingerprint}{at}", soft_wrap=True)

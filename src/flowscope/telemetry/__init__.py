@@ -21,13 +21,16 @@ from ._health import TelemetryHealth, health
 from ._instrumentor import FlowscopeInstrumentor
 from ._operation import operation
 from ._queries import fingerprint, install_query_listeners, uninstall_query_listeners
+from ._span_operations import SpanOperationProcessor
 from ._span_store import SpanStore, frame_of, operation_spans
 
 __all__ = [
     "RELATIVE_ACCURACY", "BottleneckSpanProcessor", "Bottlenecks", "FingerprintStats",
-    "FlowscopeInstrumentor", "MinMaxMean", "OperationStats", "Quantiles", "SpanStore", "Telemetry",
+    "FlowscopeInstrumentor", "MinMaxMean", "OperationStats", "Quantiles", "SpanOperationProcessor", "SpanStore",
+    "Telemetry",
     "TelemetryHealth", "configure", "current_telemetry", "fingerprint", "frame_of", "health",
-    "install_query_listeners", "on_configure", "operation", "operation_spans", "uninstall_query_listeners",
+    "install_query_listeners", "on_configure", "operation", "operation_spans",
+    "uninstall_query_listeners",
 ]
 
 # Metrics next to the spans, and instrumentation with no code change (FLOWSCOPE_AUTO_INSTRUMENT).

@@ -64,7 +64,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
 from . import _attributes as attr
-from ._frames import OTHER_STATEMENT, claim_frames, pending_frames
+from ._frames import MAX_ENCLOSING_NAMES, OTHER_STATEMENT, claim_frames, pending_frames, unmeasured
 from ._health import health
 from ._queries import fingerprint, is_read_statement
 
@@ -224,6 +224,7 @@ class FingerprintStats:
     example_span_id: str
     relationship: str | None = None     # "Class.attribute" when ORM lazy loads ran it
     call_site: str | None = None        # application code that ran it repeatedly
+    enclosing: tuple[str, ...] = ()     # operations that the spans running it ran inside (nesting)
 
 
 @dataclass(frozen=True)
@@ -290,7 +291,8 @@ class _Running:
 
 class _FingerprintAccumulator:
     __slots__ = ("executions", "seconds", "spans", "max_repeats", "max_distinct", "max_identical",
-                 "example_trace_id", "example_span_id", "relationship", "call_site", "example_statement")
+                 "example_trace_id", "example_span_id", "relationship", "call_site", "example_statement",
+                 "enclosing")
 
     def __init__(self) -> None:
         self.executions = 0
@@ -304,6 +306,7 @@ class _FingerprintAccumulator:
         self.relationship: str | None = None
         self.call_site: str | None = None
         self.example_statement: str | None = None   # see example_statements()
+        self.enclosing: set[str] = set()   # operations the spans that ran it ran inside
 
 
 class _Columns:
@@ -460,9 +463,10 @@ class BottleneckSpanProcessor(SpanProcessor):
             acc.queries.add_all(queries)
             acc.query_ms.add_all(query_ms)
         for frame, span in columns.with_statements:
-            self._add_statements(acc, frame.statements, span)
+            self._add_statements(acc, frame.statements, span, frame.enclosing_names() if frame.parent else ())
 
-    def _add_statements(self, acc: _OperationAccumulator, statements: dict, span: ReadableSpan) -> None:
+    def _add_statements(self, acc: _OperationAccumulator, statements: dict, span: ReadableSpan,
+                        enclosing: tuple[str, ...]) -> None:
         # One fingerprint per span first: raw statements that differ only in inlined literals or
         # IN-list lengths are one statement run sum(count) times in this span (an N+1 pattern),
         # not several statements run once each. Most fingerprints have one raw statement: a
@@ -518,6 +522,8 @@ class BottleneckSpanProcessor(SpanProcessor):
                     fp.call_site = group.call_site
             fp.executions += count
             fp.spans += 1
+            if enclosing and len(fp.enclosing) < MAX_ENCLOSING_NAMES:
+                fp.enclosing.update(enclosing)
             if count > fp.max_repeats:
                 fp.max_repeats = count
                 context = span.context
@@ -579,10 +585,12 @@ class BottleneckSpanProcessor(SpanProcessor):
         )
 
     def reset(self) -> None:
+        """Forget everything aggregated, and the queries counted outside any operation."""
         self._drain()   # pops the queued spans' frames from pending_frames
         with self._lock:
             self._operations.clear()
             self.overflow_operations = 0
+        unmeasured.clear()
 
 
 def _plain_dict(attributes: Any) -> dict[str, Any]:
@@ -621,7 +629,7 @@ def _freeze(name: str, acc: _OperationAccumulator) -> OperationStats:
             max_repeats_in_span=fp.max_repeats, max_distinct_parameters_in_span=fp.max_distinct,
             max_identical_in_span=fp.max_identical,
             example_trace_id=f"{fp.example_trace_id:032x}", example_span_id=f"{fp.example_span_id:016x}",
-            relationship=fp.relationship, call_site=fp.call_site)
+            relationship=fp.relationship, call_site=fp.call_site, enclosing=tuple(sorted(fp.enclosing)))
          for key, fp in acc.fingerprints.items()),
         key=lambda f: f.total_ms, reverse=True))
     return OperationStats(

@@ -9,7 +9,9 @@ FLOWSCOPE_AUTO_INSTRUMENT
     set to something else than an "off" value, imports the tiny top-level module
     ``flowscope_autoinstrument``, which calls :func:`install` here: ``configure()`` from the
     OTEL_* variables (instrumenting the workflow engine and query counting for every SQLAlchemy
-    engine) and an ``atexit`` flush, so a short script loses no spans. With the variable unset
+    engine), the OpenTelemetry instrumentations installed in the environment (:mod:`._contrib`,
+    so a Flask or FastAPI app's requests become operations) and an ``atexit`` flush, so a short
+    script loses no spans. With the variable unset
     the cost is one ``os.environ.get`` at interpreter start (benchmarks/bench_startup_hook.py).
     Nothing here may break interpreter start: any failure is one line on stderr.
 
@@ -79,6 +81,10 @@ def install() -> bool:
     from ._config import configure
 
     telemetry = configure()
+    if not telemetry.disabled:
+        from ._contrib import instrument_installed
+
+        instrument_installed()   # Flask, FastAPI, Celery, ...: their requests and tasks become operations
     atexit.register(_flush_at_exit)
     return not telemetry.disabled
 

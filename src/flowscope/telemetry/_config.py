@@ -10,13 +10,14 @@ Honoured: OTEL_SDK_DISABLED, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_T
 http/protobuf) / _HEADERS / _TIMEOUT, OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG;
 OTEL_METRICS_EXPORTER (otlp | console | none) with OTEL_EXPORTER_OTLP_[METRICS_]* for the
 metrics of :mod:`._metrics`; and flowscope's own FLOWSCOPE_MEMORY_PROFILE (tracemalloc | off),
-FLOWSCOPE_SPAN_STORE_SIZE. Layers above telemetry that must act when it is set up register an
-:func:`on_configure` hook (the package registers the report written at exit,
-:mod:`flowscope.reports._exit_report`, for FLOWSCOPE_REPORT_HTML / FLOWSCOPE_REPORT_JSON).
+FLOWSCOPE_SPAN_STORE_SIZE, FLOWSCOPE_OPERATION_SPAN_KINDS (:mod:`._span_operations`). Layers
+above telemetry that must act when it is set up register an :func:`on_configure` hook (the
+package registers the report written at exit, :mod:`flowscope.reports._exit_report`, for
+FLOWSCOPE_REPORT_HTML / FLOWSCOPE_REPORT_JSON).
 
 Design decisions:
 - A TracerProvider someone else installed (opentelemetry-instrument, the application) is kept:
-  flowscope adds its two processors to it and leaves exporting to its owner.
+  flowscope adds its processors to it and leaves exporting to its owner.
 - Without OTEL_TRACES_EXPORTER, spans are exported over OTLP only when an OTLP endpoint is
   configured: local reports need no backend, and a demo must not retry a collector that is
   not there. The protocol defaults to grpc, as opentelemetry-instrument's does.
@@ -58,6 +59,7 @@ from ._health import health
 from ._metrics import MetricsSpanProcessor, setup_metrics
 from ._operation import settings
 from ._queue_drops import counting_batch_processor
+from ._span_operations import DEFAULT_KINDS, SpanOperationProcessor, parse_kinds
 from ._span_store import DEFAULT_CAPACITY, SpanStore
 
 _logger = logging.getLogger("flowscope")
@@ -89,6 +91,7 @@ class Telemetry:
     metrics_exporter: str = "none"     # otlp | console | none | "owner's" (MeterProvider not ours)
     meter_provider: Any = None         # the SDK MeterProvider metrics go to, None when metrics are off
     metrics: MetricsSpanProcessor | None = None
+    span_operations: SpanOperationProcessor | None = None   # None: no span kind is an operation
 
     def force_flush(self, timeout_millis: int = 5000) -> bool:
         """Export what is queued now (e.g. before a short script exits)."""
@@ -139,12 +142,15 @@ def configure(*, service_name: str | None = None, exporter: str | None = None,
               headers: dict[str, str] | None = None, sampler: str | None = None,
               sampler_arg: float | None = None, span_store_capacity: int | None = None,
               memory_profile: str | None = None, instrument: bool = True,
-              tracer_provider: TracerProvider | None = None) -> Telemetry:
+              tracer_provider: TracerProvider | None = None,
+              operation_span_kinds: str | None = None) -> Telemetry:
     """Set up flowscope's telemetry once; later calls return the same :class:`Telemetry`.
 
     Keyword arguments override the corresponding environment variables. ``instrument``
     also instruments the workflow engine and query counting (:class:`FlowscopeInstrumentor`).
     ``tracer_provider`` adds flowscope's processors to that provider instead of the global one.
+    ``operation_span_kinds`` (``FLOWSCOPE_OPERATION_SPAN_KINDS``, default ``server,consumer``;
+    ``none`` switches it off): spans of these kinds, whoever starts them, are operations.
     """
     global _telemetry
     with _lock:
@@ -158,6 +164,8 @@ def configure(*, service_name: str | None = None, exporter: str | None = None,
         if _flag("OTEL_SDK_DISABLED"):
             telemetry.disabled = True
         else:
+            kinds = _span_kinds(operation_span_kinds, warnings)
+            telemetry.span_operations = SpanOperationProcessor(kinds) if kinds else None
             _attach(telemetry, tracer_provider, service_name, exporter, endpoint, protocol, headers,
                     sampler, sampler_arg, warnings)
         _telemetry = telemetry
@@ -188,19 +196,37 @@ def _attach(telemetry: Telemetry, provider: TracerProvider | None, service_name:
         telemetry.owns_provider = True
         telemetry.exporter, span_exporters, telemetry.protocol = _exporters(exporter, endpoint, protocol,
                                                                             headers, warnings)
-        provider.add_span_processor(telemetry.aggregator)
-        provider.add_span_processor(telemetry.span_store)
+        _add_processors(telemetry, provider)
         for span_exporter in span_exporters:   # one batch processor each, as the SDK's own set-up
             provider.add_span_processor(counting_batch_processor(_CountingExporter(span_exporter)))
         trace.set_tracer_provider(provider)
     else:
-        provider.add_span_processor(telemetry.aggregator)
-        provider.add_span_processor(telemetry.span_store)
+        _add_processors(telemetry, provider)
     telemetry.tracer_provider = provider
     # Operation spans start on this provider's own tracer: the one flowscope's processors are
     # on (also when it is not the global provider), and no ProxyTracer hop per span.
     _operation.use_tracer(provider.get_tracer("flowscope", __version__))
     _attach_metrics(telemetry, provider, endpoint, protocol, headers, warnings)
+
+
+def _add_processors(telemetry: Telemetry, provider: TracerProvider) -> None:
+    """Span-based operations first (they finish before the aggregator reads a frame), then
+    the aggregator and the span store."""
+    if telemetry.span_operations is not None:
+        provider.add_span_processor(telemetry.span_operations)
+    provider.add_span_processor(telemetry.aggregator)
+    provider.add_span_processor(telemetry.span_store)
+
+
+def _span_kinds(override: str | None, warnings: list[str]) -> frozenset:
+    raw = override if override is not None else os.environ.get("FLOWSCOPE_OPERATION_SPAN_KINDS")
+    if raw is None or not raw.strip():
+        return DEFAULT_KINDS
+    try:
+        return parse_kinds(raw)
+    except ValueError as err:
+        _warn(warnings, f"FLOWSCOPE_OPERATION_SPAN_KINDS={raw!r}: {err}; using server,consumer")
+        return DEFAULT_KINDS
 
 
 def _attach_metrics(telemetry: Telemetry, provider: TracerProvider, endpoint: str | None,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import sysconfig
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ from ._context import FRAME_KEY, current_context
 MAX_STATEMENTS_PER_FRAME = 256
 MAX_PARAMETER_SETS_PER_STATEMENT = 64
 OTHER_STATEMENT = "<other statements>"
+MAX_ENCLOSING_NAMES = 16
 
 
 class StatementTally:
@@ -72,11 +74,12 @@ class StatementTally:
 class OperationFrame:
     """The query tally of one open operation."""
 
-    __slots__ = ("parent", "query_count", "query_seconds", "statements", "pending_relationship",
+    __slots__ = ("parent", "name", "query_count", "query_seconds", "statements", "pending_relationship",
                  "tracemalloc_baseline", "tracemalloc_peak", "closed", "context_token", "measured")
 
-    def __init__(self, parent: OperationFrame | None) -> None:
+    def __init__(self, parent: OperationFrame | None, name: str = "") -> None:
         self.parent = parent
+        self.name = name   # the operation's name (final once it ends); what nesting is told by
         self.query_count = 0
         self.query_seconds = 0.0
         self.statements: dict[str, StatementTally] = {}
@@ -118,6 +121,15 @@ class OperationFrame:
         elif len(sets) < MAX_PARAMETER_SETS_PER_STATEMENT:
             sets[key] = 1
 
+    def enclosing_names(self) -> tuple[str, ...]:
+        """The names of the operations this one runs inside, innermost first."""
+        names = []
+        parent = self.parent
+        while parent is not None and len(names) < MAX_ENCLOSING_NAMES:
+            names.append(parent.name)
+            parent = parent.parent
+        return tuple(names)
+
     def close_into_parent(self) -> None:
         """Add this frame's totals into its parent (inclusive counts for nested operations)."""
         parent = self.parent
@@ -134,33 +146,98 @@ class OperationFrame:
 
 
 _FLOWSCOPE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_LIBRARY_DIRS = tuple(
-    os.path.join(_FLOWSCOPE_DIR, part) + os.sep for part in ("telemetry", "workflows", "performance")
-) + (os.path.dirname(os.path.abspath(sqlalchemy.__file__)) + os.sep,
-     os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(sqlalchemy.__file__))), "opentelemetry") + os.sep,
-     os.path.abspath(contextlib.__file__))
+_EXAMPLES_DIR = os.path.join(_FLOWSCOPE_DIR, "examples") + os.sep
+
+
+def _library_prefixes() -> tuple[str, ...]:
+    """Folders whose code is never the application's: flowscope (but its examples), SQLAlchemy,
+    OpenTelemetry, the standard library and every installed distribution."""
+    prefixes = {_FLOWSCOPE_DIR + os.sep,
+                os.path.dirname(os.path.abspath(sqlalchemy.__file__)) + os.sep,
+                os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(sqlalchemy.__file__))),
+                             "opentelemetry") + os.sep,
+                os.path.dirname(os.path.abspath(contextlib.__file__)) + os.sep}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        path = sysconfig.get_paths().get(key)
+        if path:
+            prefixes.add(os.path.abspath(path) + os.sep)
+    for path in sys.path:   # site-packages / dist-packages of every environment on the path
+        if path.rstrip(os.sep).endswith(("site-packages", "dist-packages")):
+            prefixes.add(os.path.abspath(path) + os.sep)
+    return tuple(sorted(prefixes))
+
+
+_LIBRARY_PREFIXES = _library_prefixes()
+_INSTALLED_MARKERS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
+_kind_cache: dict[tuple[str, str], int] = {}
+_LIBRARY, _PROJECT, _ELSEWHERE = 0, 1, 2
+
+
+def _kind(filename: str, root: str) -> int:
+    """Whether code in ``filename`` is a library's, the project's (under ``root``), or other application code."""
+    key = (filename, root)
+    kind = _kind_cache.get(key)
+    if kind is None:
+        if filename.startswith(_EXAMPLES_DIR):
+            kind = _PROJECT if filename.startswith(root) else _ELSEWHERE
+        elif (filename.startswith("<") or filename.startswith(_LIBRARY_PREFIXES)
+              or any(marker in filename for marker in _INSTALLED_MARKERS)):
+            kind = _LIBRARY
+        else:
+            kind = _PROJECT if filename.startswith(root) else _ELSEWHERE
+        if len(_kind_cache) < 10_000:
+            _kind_cache[key] = kind
+    return kind
 
 
 def application_call_site() -> str | None:
-    """``file:line in function`` of the first frame outside SQLAlchemy, OpenTelemetry and
-    flowscope's own machinery (flowscope.examples counts as application code).
+    """``file:line in function`` of the application code that ran the current statement.
+
+    The first frame outside SQLAlchemy, OpenTelemetry, flowscope (its examples count as
+    application code), the standard library and every installed distribution, preferring
+    files under the project root (the current directory); shown relative to it. A lazy load
+    under ``AsyncSession`` runs in a greenlet whose own stack holds only SQLAlchemy: then the
+    stacks of the greenlets it was spawned from are walked too.
 
     Design decision: walked only when a statement runs for the second time inside one
-    operation, so the cost (~2-5 us per walk) is paid by loops, never by single queries.
+    operation, so the cost (~2-5 us per walk, the classification of each file cached) is paid
+    by loops, never by single queries.
     """
-    frame = sys._getframe(1)
-    while frame is not None:
+    root = os.getcwd() + os.sep
+    elsewhere = None
+    for frame in _stacks(sys._getframe(1)):
         filename = frame.f_code.co_filename
-        if not filename.startswith(_LIBRARY_DIRS) and not filename.startswith("<"):
-            return f"{_short(filename)}:{frame.f_lineno} in {frame.f_code.co_name}"
+        kind = _kind(filename, root)
+        if kind == _PROJECT:
+            return f"{_short(filename, root)}:{frame.f_lineno} in {frame.f_code.co_name}"
+        if kind == _ELSEWHERE and elsewhere is None:
+            elsewhere = f"{_short(filename, root)}:{frame.f_lineno} in {frame.f_code.co_name}"
+    return elsewhere
+
+
+def _stacks(frame: Any) -> Any:
+    """The frames of this stack, then of each greenlet this one was switched to from."""
+    while frame is not None:
+        yield frame
         frame = frame.f_back
-    return None
+    greenlet = sys.modules.get("greenlet")
+    if greenlet is None:
+        return
+    try:
+        current = greenlet.getcurrent().parent
+    except Exception:
+        return
+    while current is not None:
+        frame = getattr(current, "gr_frame", None)
+        while frame is not None:
+            yield frame
+            frame = frame.f_back
+        current = current.parent
 
 
-def _short(filename: str) -> str:
-    cwd = os.getcwd() + os.sep
-    if filename.startswith(cwd):
-        return filename[len(cwd):]
+def _short(filename: str, root: str) -> str:
+    if filename.startswith(root):
+        return filename[len(root):]
     if filename.startswith(_FLOWSCOPE_DIR):
         return "flowscope" + filename[len(_FLOWSCOPE_DIR):]
     return filename
@@ -179,6 +256,37 @@ def _parameter_key(parameters: Any) -> int:
     except TypeError:
         pass
     return hash(repr(parameters))
+
+
+class UnmeasuredQueries:
+    """Queries that ran outside any operation: how many, per statement, and the first call site.
+
+    A report that measured nothing while the application queried must say so (with the
+    statements and where they ran) rather than look clean. Costs one dict update per such
+    query; the call site is looked up once per statement. Bounded like a frame.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.statements: dict[str, list[Any]] = {}   # raw statement -> [count, call site]
+
+    def record(self, statement: str) -> None:
+        self.count += 1
+        entry = self.statements.get(statement)
+        if entry is None:
+            if len(self.statements) >= MAX_STATEMENTS_PER_FRAME:
+                statement = OTHER_STATEMENT
+                entry = self.statements.get(statement)
+            if entry is None:
+                entry = self.statements[statement] = [0, application_call_site()]
+        entry[0] += 1
+
+    def clear(self) -> None:
+        self.count = 0
+        self.statements = {}
+
+
+unmeasured = UnmeasuredQueries()
 
 
 class _RepeatWatch:

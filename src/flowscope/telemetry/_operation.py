@@ -122,7 +122,7 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
 
     def __enter__(self) -> Span:
         context = _current_context()
-        frame = self._frame = OperationFrame(context.get(FRAME_KEY))
+        frame = self._frame = OperationFrame(context.get(FRAME_KEY), self.name)
         try:
             span = self._span = _tracer.start_span(
                 self.name, context, attributes=redact_attributes(self.attributes) if self.attributes else None)
@@ -168,6 +168,7 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
                     end = {**late, **end}
                 if not _record_directly(span, end, check=late is not None):
                     span.set_attributes(end)
+                frame.name = name
                 frame.measured = (name, rss_delta, peak_increase, queries, query_ms)
                 if exc is not None:
                     _record_error(span, exc)

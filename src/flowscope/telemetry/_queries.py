@@ -36,7 +36,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ._context import FRAME_KEY, current_context
-from ._frames import OperationFrame, repeat_watch
+from ._frames import OperationFrame, repeat_watch, unmeasured
 from ._health import health
 
 _installed = False
@@ -50,9 +50,17 @@ def _record(frame: OperationFrame, statement: str, seconds: float, parameters: A
         health.failed("recording a query")
 
 
+def _record_unmeasured(statement: str) -> None:
+    try:
+        unmeasured.record(statement)
+    except Exception:
+        health.failed("counting a query outside any operation")
+
+
 def _do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool | None:
     frame = current_context().get(FRAME_KEY)
     if frame is None:
+        _record_unmeasured(statement)
         return None
     start = perf_counter()
     try:
@@ -65,6 +73,7 @@ def _do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> b
 def _do_execute_no_params(cursor: Any, statement: str, context: Any) -> bool | None:
     frame = current_context().get(FRAME_KEY)
     if frame is None:
+        _record_unmeasured(statement)
         return None
     start = perf_counter()
     try:
@@ -77,6 +86,7 @@ def _do_execute_no_params(cursor: Any, statement: str, context: Any) -> bool | N
 def _do_executemany(cursor: Any, statement: str, parameters: Any, context: Any) -> bool | None:
     frame = current_context().get(FRAME_KEY)
     if frame is None:
+        _record_unmeasured(statement)
         return None
     start = perf_counter()
     try:
