@@ -84,10 +84,11 @@ def test_junit_xml_of_a_clean_run_has_no_failing_test_case(tmp_path: Path) -> No
     assert suite.get("failures") == "0"
     cases = list(suite.iter("testcase"))
     assert cases and not any(case.find("failure") is not None for case in cases)
-    # the scenario is a root operation: its own set-up (60 INSERTs) is a low finding below --fail-on,
-    # and nothing is about the eager-loaded list_books
-    assert [c.get("name") for c in cases] == ["scenario.py: high_query_count"]
-    assert "below --fail-on medium" in cases[0].find("system-out").text
+    # the scenario is a root operation: what it ran itself (its set-up, the same list three times
+    # over its nested operations; counts are inclusive) gives low findings below --fail-on, and
+    # none is about the eager-loaded list_books
+    assert all(c.get("name").startswith("scenario.py: ") for c in cases), [c.get("name") for c in cases]
+    assert all("below --fail-on medium" in c.find("system-out").text for c in cases)
 
 
 def test_an_annotation_escapes_what_the_workflow_command_format_reserves() -> None:

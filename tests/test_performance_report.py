@@ -474,7 +474,7 @@ def test_process_report_to_json_round_trips_through_json_loads(session: Session,
     assert data["recommendations"][0]["kind"] == "n_plus_one"
     assert data["recommendations"][0]["evidence"]["fingerprint"] == LOOKUP_FINGERPRINT
     assert set(data) == {"operations", "bottlenecks", "recommendations", "overflow_operations",
-                         "telemetry_health", "slowest_traces"}
+                         "telemetry_health", "slowest_traces", "unmeasured"}
     [lookup_trace] = data["slowest_traces"]
     assert lookup_trace["root"] == "lookup" and lookup_trace["spans"][0]["query_count"] == 6
 

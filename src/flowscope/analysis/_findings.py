@@ -148,21 +148,19 @@ def _with_spans(obs: StatementObservation, spans: int) -> StatementObservation:
 def query_findings(observations: Iterable[StatementObservation], thresholds: Thresholds) -> list[Recommendation]:
     """N+1 patterns, repeated identical queries and slow statements, each operation its own.
 
-    Counts are inclusive, so a statement run inside a nested operation is also counted in every
-    operation around it: per fingerprint, an operation is left out when the statement also ran
-    in an operation nested inside it (the innermost owns it; three nested requests running one
-    query each are not a repeated query of the test around them). Unrelated operations with
-    the same statement each keep their finding (two endpoints with one N+1 are two findings).
+    Counts are inclusive, so a pattern inside a nested operation is also in every operation
+    around it: per (kind, fingerprint), an operation is left out when another operation with
+    the same finding ran inside it (the innermost owns it). Unrelated operations with the same
+    statement each keep their finding (two endpoints with one N+1 are two findings).
     """
-    observations = list(observations)
-    enclosing: dict[str, set[str]] = {}
+    found: dict[tuple[str, str], list[tuple[StatementObservation, Recommendation]]] = {}
     for obs in observations:
-        if obs.enclosing:
-            enclosing.setdefault(obs.fingerprint, set()).update(obs.enclosing)
+        for rec in _statement_rules(obs, thresholds):
+            found.setdefault((rec.kind, obs.fingerprint), []).append((obs, rec))
     kept: list[Recommendation] = []
-    for obs in observations:
-        if obs.operation not in enclosing.get(obs.fingerprint, ()):
-            kept.extend(_statement_rules(obs, thresholds))
+    for group in found.values():
+        inner = {name for obs, _ in group for name in obs.enclosing}
+        kept.extend(rec for obs, rec in group if obs.operation not in inner)
     return kept
 
 
