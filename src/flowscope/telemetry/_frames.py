@@ -316,6 +316,14 @@ class _FrameClaims:
     active = 0
 
 
+def park_frame(span_id: int, frame: OperationFrame) -> None:
+    """Leave an ended operation's frame for the aggregator (only while one claims frames)."""
+    if _FrameClaims.active:
+        if len(pending_frames) >= MAX_PENDING_FRAMES:
+            pending_frames.clear()
+        pending_frames[span_id] = frame
+
+
 def claim_frames() -> None:
     """Called by a processor that will pop ``pending_frames`` when it aggregates a span."""
     _FrameClaims.active += 1

@@ -75,7 +75,7 @@ from ._context import FRAME_KEY, operation_context
 from ._context import attach as _attach
 from ._context import current_context as _current_context
 from ._context import detach as _detach
-from ._frames import MAX_PENDING_FRAMES, OperationFrame, _FrameClaims, pending_frames
+from ._frames import OperationFrame, _FrameClaims, park_frame
 from ._health import health
 from ._probes import _GcCounter, memory_mark, rss_of
 from ._queries import fingerprint
@@ -173,9 +173,7 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
                 if exc is not None:
                     _record_error(span, exc)
                 if _FrameClaims.active:   # park the frame for the aggregator (see _frames)
-                    if len(pending_frames) >= MAX_PENDING_FRAMES:
-                        pending_frames.clear()
-                    pending_frames[span.get_span_context().span_id] = frame
+                    park_frame(span.get_span_context().span_id, frame)
             if frame.parent is not None:
                 frame.close_into_parent()
             span.end()

@@ -50,7 +50,7 @@ from ._context import FRAME_KEY
 from ._context import attach as _attach
 from ._context import current_context as _current_context
 from ._context import detach as _detach
-from ._frames import MAX_PENDING_FRAMES, OperationFrame, _FrameClaims, pending_frames
+from ._frames import OperationFrame, park_frame
 from ._health import health
 from ._operation import _leave_out_of_order, _restore_context
 from ._probes import _GcCounter, memory_mark, rss_of
@@ -160,10 +160,7 @@ class SpanOperationProcessor(SpanProcessor):
                                 "opentelemetry-sdk; their statistics are still aggregated")
             frame.name = name
             frame.measured = (name, rss_delta, peak_increase, queries, query_ms)
-            if _FrameClaims.active:   # park the frame for the aggregator (see _frames)
-                if len(pending_frames) >= MAX_PENDING_FRAMES:
-                    pending_frames.clear()
-                pending_frames[context.span_id] = frame
+            park_frame(context.span_id, frame)   # for the aggregator (see _frames)
             if frame.parent is not None:
                 frame.close_into_parent()
         except Exception:
