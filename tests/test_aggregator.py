@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import pytest
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 from sqlalchemy import Engine, text
 
@@ -125,6 +125,23 @@ def test_spans_that_are_not_operations_are_ignored():
     processor.on_end(finished_span(None, 3.0))
 
     assert processor.operation_names() == []
+
+
+def test_sdk_spans_that_are_no_operation_are_left_out_at_on_end_and_operation_spans_are_queued():
+    # The SDK's own spans (BoundedAttributes): a span without workflow.operation or a parked
+    # frame costs two dict lookups at on_end and is never queued for the batch.
+    provider = TracerProvider()
+    processor = BottleneckSpanProcessor()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("aggregator-spec")
+    for _ in range(3):
+        with tracer.start_as_current_span("GET /elsewhere"):
+            pass
+    assert len(processor._ended) == 0
+    with tracer.start_as_current_span("op") as span:
+        span.set_attribute(attr.OPERATION, "op")
+    assert len(processor._ended) == 1
+    assert processor.operation_names() == ["op"] and processor.operation("op").count == 1
 
 
 def test_real_operations_with_known_sleeps_are_aggregated_by_the_configured_processor(telemetry):

@@ -9,6 +9,7 @@ failure.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -114,6 +115,20 @@ def test_the_process_report_page_lists_every_operation_slowest_first_and_the_n_p
     [n_plus_one] = [r for r in page.recommendations if "n_plus_one" in r]
     assert "lookup" in n_plus_one and LOOKUP_FINGERPRINT in n_plus_one and "Fix:" in n_plus_one
     assert len(page.recommendations) == len(report.recommendations)
+
+
+def test_queries_outside_any_operation_are_shown_first_with_their_count_statement_and_line(
+        session: Session, telemetry: Telemetry) -> None:
+    report = planted_process_report(telemetry, session)
+    assert "unmeasured" not in read_page(report.to_html()).section_ids   # everything was measured
+    lookups(session, 4)                                                  # outside any operation
+
+    html = process_report(telemetry.aggregator, span_store=telemetry.span_store).to_html()
+
+    assert read_page(html).section_ids[0] == "unmeasured"
+    assert "<strong>4 queries ran outside any operation</strong>" in html
+    assert re.search(rf'<li>4x <span class="sql">{re.escape(LOOKUP_FINGERPRINT)}</span> at '
+                     r'<code>\S*test_html_report\.py:\d+ in lookups</code></li>', html)
 
 
 def test_the_process_report_page_draws_the_slowest_traces_as_waterfalls(

@@ -28,6 +28,7 @@ from flowscope.telemetry import _attributes as attr
 from flowscope.telemetry._span_operations import parse_kinds
 from support.e2e import clean_env
 from support.flask_app import create_app
+from support.served_app import served_app
 
 APP_SOURCE = Path(__file__).parent / "support" / "flask_app.py"
 AUTHORS = 12
@@ -117,37 +118,26 @@ def test_span_kinds_are_configurable_and_none_switches_span_operations_off() -> 
 SERVED_APP = '''
 import sys
 import waitress
-sys.path.insert(0, {support!r})
+sys.path.insert(0, {app_dir!r})
 from flask_app import create_app
 
-app = create_app("sqlite:///" + sys.argv[1], authors={authors})
+app = create_app("sqlite:///" + sys.argv[1], authors=%d)
 server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
 print(server.effective_port, flush=True)
 import threading
 threading.Thread(target=server.run, daemon=True).start()
 sys.stdin.readline()          # the test says when to stop
 server.close()
-'''
+''' % AUTHORS
 
 
 def test_a_flask_app_served_by_waitress_is_measured_with_only_the_auto_switch(tmp_path: Path) -> None:
-    # The app copied under the test's own folder: the call site is shown relative to the app's root.
-    (tmp_path / "flask_app.py").write_text(APP_SOURCE.read_text())
-    script = tmp_path / "serve.py"
-    script.write_text(SERVED_APP.format(support=str(tmp_path), authors=AUTHORS))
     report_path = tmp_path / "report.json"
-    server = subprocess.Popen([sys.executable, str(script), str(tmp_path / "blog.db")], cwd=tmp_path,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=clean_env(FLOWSCOPE_AUTO_INSTRUMENT="true", FLOWSCOPE_REPORT_JSON=str(report_path)))
-    try:
-        port = int(server.stdout.readline())
+    with served_app(tmp_path, APP_SOURCE, SERVED_APP, str(tmp_path / "blog.db"),
+                    FLOWSCOPE_AUTO_INSTRUMENT="true", FLOWSCOPE_REPORT_JSON=str(report_path)) as port:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
             for path in ("/api/posts", "/api/feed", "/api/posts/eager", "/api/posts/5"):
                 assert http.get(path).status_code == 200
-        _, stderr = server.communicate("stop\n", timeout=60)
-    finally:
-        server.kill()
-    assert server.returncode == 0, stderr
 
     report = json.loads(report_path.read_text())
     operations = {op["name"]: op for op in report["operations"]}

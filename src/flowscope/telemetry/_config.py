@@ -58,6 +58,7 @@ from ._export import destination_of, quiet_exporter_logs, report_export_failure
 from ._health import health
 from ._metrics import MetricsSpanProcessor, setup_metrics
 from ._operation import settings
+from ._processor_chain import ProcessorChain
 from ._queue_drops import counting_batch_processor
 from ._span_operations import DEFAULT_KINDS, SpanOperationProcessor, parse_kinds
 from ._span_store import DEFAULT_CAPACITY, SpanStore
@@ -211,11 +212,9 @@ def _attach(telemetry: Telemetry, provider: TracerProvider | None, service_name:
 
 def _add_processors(telemetry: Telemetry, provider: TracerProvider) -> None:
     """Span-based operations first (they finish before the aggregator reads a frame), then
-    the aggregator and the span store."""
-    if telemetry.span_operations is not None:
-        provider.add_span_processor(telemetry.span_operations)
-    provider.add_span_processor(telemetry.aggregator)
-    provider.add_span_processor(telemetry.span_store)
+    the aggregator and the span store: one registration (see :mod:`._processor_chain`)."""
+    provider.add_span_processor(ProcessorChain(telemetry.span_operations, telemetry.aggregator,
+                                               telemetry.span_store))
 
 
 def _span_kinds(override: str | None, warnings: list[str]) -> frozenset:
