@@ -68,7 +68,7 @@ trace.set_tracer_provider(provider)            # flowscope.configure() adds its 
 
 import flowscope  # noqa: E402
 from flowscope.telemetry import FlowscopeInstrumentor  # noqa: E402
-from flowscope.telemetry._queries import query_listeners_installed  # noqa: E402
+from flowscope.telemetry.sql._listeners import query_listeners_installed  # noqa: E402
 from flowscope.workflows import WorkflowExecution, create_schema, start_workflow  # noqa: E402
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor  # noqa: E402
 from sqlalchemy import create_engine, event  # noqa: E402

@@ -65,7 +65,9 @@ def test_identical_functions_are_not_significantly_different() -> None:
 
     verdict = result.comparison("second")
     assert not verdict.significant, verdict.verdict
-    assert 0.9 < verdict.ratio < 1.1
+    # The point estimate moves with the machine's load (1.14 seen while another suite ran); the
+    # honest claim is that the confidence interval of the ratio holds 1.
+    assert verdict.ratio_ci_low <= 1.0 <= verdict.ratio_ci_high, verdict.verdict
     assert "not significantly different" in verdict.verdict
 
 

@@ -222,6 +222,9 @@ def test_an_insert_loop_is_not_n_plus_one(session: Session, telemetry: Telemetry
     assert span.attributes["workflow.db.query_count"] == 12
     assert session.scalar(select(Staff.id).where(Staff.name == "temp 11")) is not None
     assert of_kind(recommendations(monitor), "n_plus_one") == []
+    [loop] = of_kind(recommendations(monitor), "write_loop", "hire_staff")   # one INSERT per row
+    assert loop.evidence.executions == 12 and loop.estimated_savings.queries == 11
+    assert "session.execute(insert(Model), rows)" in loop.suggestion
 
 
 def test_an_update_loop_is_not_n_plus_one(session: Session, telemetry: Telemetry) -> None:
@@ -268,6 +271,51 @@ def test_high_query_count_fires_above_its_threshold(session: Session, telemetry:
     [finding] = of_kind(recommendations(monitor), "high_query_count", "chatty")
     assert (finding.evidence.value, finding.evidence.unit, finding.evidence.threshold) == (6, "queries", 5)
     assert finding.estimated_savings.queries == 1
+
+
+def test_high_query_count_on_writes_advises_batching_the_writes_not_eager_loading(
+        session: Session, telemetry: Telemetry) -> None:
+    monitor = job_monitor(session, Thresholds(high_query_count=5))
+
+    with monitor.monitor_operation("fixture_rows"):
+        for i in range(8):
+            session.execute(insert(Staff).values(name=f"f{i}", email=f"f{i}@example.com", department="Ops"))
+    session.commit()
+
+    [finding] = of_kind(recommendations(monitor), "high_query_count", "fixture_rows")
+    assert "100% of them INSERT/UPDATE/DELETE" in finding.message
+    assert "executemany" in finding.suggestion and "eager" not in finding.suggestion
+
+
+def test_a_slow_operation_spending_its_time_outside_the_database_says_so(
+        session: Session, telemetry: Telemetry) -> None:
+    monitor = job_monitor(session, Thresholds(slow_operation_ms=20))
+
+    with monitor.monitor_operation("hash_password"):
+        session.execute(text("SELECT 1")).all()
+        deadline = time.process_time() + 0.03
+        while time.process_time() < deadline:      # CPU work: password hashing, say
+            pass
+
+    [finding] = of_kind(recommendations(monitor), "slow_operation", "hash_password")
+    assert "the rest is the application's own work" in finding.message
+    assert "Profile the code" in finding.suggestion and "N+1" not in finding.suggestion
+
+
+def test_per_operation_thresholds_apply_to_the_operations_their_glob_matches(
+        session: Session, telemetry: Telemetry) -> None:
+    thresholds = Thresholds(per_operation={"report.*": Thresholds(n_plus_one=20)})
+    monitor = job_monitor(session, thresholds)
+
+    for name in ("report.monthly", "checkout"):
+        with monitor.monitor_operation(name):
+            select_loop(session, 8)
+
+    assert {r.operation for r in of_kind(recommendations(monitor), "n_plus_one")} == {"checkout"}
+    assert thresholds.for_operation("report.monthly").n_plus_one == 20
+    assert thresholds.for_operation("checkout") is thresholds
+    with pytest.raises(TypeError, match="maps operation-name globs .str. to Thresholds; got 'x': int"):
+        Thresholds(per_operation={"x": 5})
 
 
 def test_high_query_count_is_silent_below_its_threshold(session: Session, telemetry: Telemetry) -> None:

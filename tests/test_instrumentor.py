@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, object_session
 import flowscope
 from flowscope.telemetry import FlowscopeInstrumentor
 from flowscope.telemetry import _attributes as attr
-from flowscope.telemetry import _queries
+from flowscope.telemetry.sql import _listeners as _queries
 from flowscope.workflows import Workflow, _runtime, on, start_workflow, step
 
 
@@ -247,7 +247,7 @@ def test_opentelemetry_instrument_instruments_the_engine_with_no_code_change(tmp
     app = tmp_path / "app.py"
     app.write_text(
         "from flowscope.workflows import _runtime\n"
-        "from flowscope.telemetry._queries import query_listeners_installed\n"
+        "from flowscope.telemetry.sql._listeners import query_listeners_installed\n"
         "print(_runtime.start_wrapper.__name__, _runtime.action_wrapper.__name__, query_listeners_installed())\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "FLOWSCOPE_"))}
     env.update(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")

@@ -15,23 +15,31 @@ to the innermost, while unrelated operations each report their own.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from fnmatch import fnmatchcase
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from ..telemetry import OperationStats, fingerprint, frame_of
+from ..telemetry import OperationStats, frame_of
 from ..telemetry import _attributes as attr
-from ..telemetry._frames import StatementTally
-from ..telemetry._queries import is_read_statement
+from ..telemetry.sql._tallies import is_per_row_read, is_per_row_write, tallies_by_fingerprint
+from ..telemetry.sql._text import is_write_statement
 from ._recommendation import Evidence, Recommendation, Savings
 from ._severity import severity
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """When a measurement becomes a finding."""
+    """When a measurement becomes a finding; ``per_operation`` overrides them for some operations.
+
+        >>> Thresholds(per_operation={"GET /api/reports/*": Thresholds(slow_operation_ms=2000)})
+
+    ``per_operation`` maps operation-name globs (``fnmatch``, case-sensitive) to the thresholds
+    of the operations they match; the first matching glob wins, and the rest use these.
+    """
 
     n_plus_one: int = 5                 # same SELECT, different parameters, in one span
+    write_loop: int = 5                 # same INSERT/UPDATE/DELETE, one row each, in one span
     repeated_query: int = 3             # same statement, same parameters, in one span
     slow_query_ms: float = 100.0        # one statement's mean time
     high_query_count: int = 50          # queries in one operation
@@ -42,6 +50,20 @@ class Thresholds:
     large_context_bytes: int = 64 * 1024          # an execution's context_data, as stored JSON
     history_length: int = 200                     # transitions of one execution
     memory_trend_operations: int = 3              # operations needed to call RSS growth a trend
+    per_operation: Mapping[str, Thresholds] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for glob, thresholds in self.per_operation.items():
+            if not isinstance(glob, str) or not isinstance(thresholds, Thresholds):
+                raise TypeError(f"Thresholds.per_operation maps operation-name globs (str) to Thresholds; "
+                                f"got {glob!r}: {type(thresholds).__name__}")
+
+    def for_operation(self, operation: str) -> Thresholds:
+        """The thresholds that apply to ``operation``."""
+        for glob, thresholds in self.per_operation.items():
+            if fnmatchcase(operation, glob):
+                return thresholds
+        return self
 
 
 @dataclass(frozen=True)
@@ -61,6 +83,9 @@ class StatementObservation:
     relationship: str | None = None
     call_site: str | None = None
     enclosing: tuple[str, ...] = ()     # the operations the observed spans ran inside (nesting)
+    loader_executions: int = 0          # executions run by the relationship's lazy loader
+    values_per_execution: float = 1.0   # rows or values one execution handles (> 1: a batch)
+    from_flush: bool = False            # run by the ORM's unit of work
 
 
 def observations_from_spans(spans: Iterable[ReadableSpan]) -> list[StatementObservation]:
@@ -80,7 +105,9 @@ def observations_from_spans(spans: Iterable[ReadableSpan]) -> list[StatementObse
                 trace_id=f"{context.trace_id:032x}" if context else "",
                 span_id=f"{context.span_id:016x}" if context else "",
                 relationship=tally.relationship, call_site=tally.call_site,
-                enclosing=frame.enclosing_names() if frame.parent is not None else ())
+                enclosing=frame.enclosing_names() if frame.parent is not None else (),
+                loader_executions=tally.loader_count, values_per_execution=tally.values_per_execution,
+                from_flush=tally.from_flush)
             key = (obs.operation, obs.fingerprint)
             seen = worst.get(key)
             if seen is None or obs.executions > seen.executions:
@@ -88,43 +115,6 @@ def observations_from_spans(spans: Iterable[ReadableSpan]) -> list[StatementObse
             else:
                 worst[key] = _with_spans(seen, seen.spans + 1)
     return list(worst.values())
-
-
-@dataclass
-class FingerprintTally:
-    """One fingerprint's executions inside one span, over every raw statement it normalizes."""
-
-    count: int = 0
-    seconds: float = 0.0
-    distinct_parameter_sets: int = 0
-    most_identical: int = 0
-    relationship: str | None = None
-    call_site: str | None = None
-
-
-def tallies_by_fingerprint(statements: Mapping[str, StatementTally]) -> dict[str, FingerprintTally]:
-    """Group one span's raw statements by fingerprint.
-
-    Raw statements that differ only in inlined literals (or IN-list lengths) are one statement
-    run ``sum(count)`` times in the span: an N+1 pattern, not several statements run once each.
-    Their parameter sets are disjoint (other literals are other parameters), so distinct sets
-    add up; identical repeats can only be identical within one raw statement, so they take the max.
-    """
-    grouped: dict[str, FingerprintTally] = {}
-    for statement, tally in statements.items():
-        key = fingerprint(statement)
-        g = grouped.get(key)
-        if g is None:
-            g = grouped[key] = FingerprintTally()
-        g.count += tally.count
-        g.seconds += tally.seconds
-        g.distinct_parameter_sets += tally.distinct_parameter_sets
-        g.most_identical = max(g.most_identical, tally.most_identical)
-        if g.relationship is None:
-            g.relationship = tally.relationship
-        if g.call_site is None:
-            g.call_site = tally.call_site
-    return grouped
 
 
 def observations_from_stats(operations: Iterable[OperationStats]) -> list[StatementObservation]:
@@ -136,7 +126,9 @@ def observations_from_stats(operations: Iterable[OperationStats]) -> list[Statem
             total_ms=fp.total_ms / max(fp.spans, 1),  # mean per span
             span_query_count=int(op.query_count.mean), spans=fp.spans,
             trace_id=fp.example_trace_id, span_id=fp.example_span_id,
-            relationship=fp.relationship, call_site=fp.call_site, enclosing=fp.enclosing)
+            relationship=fp.relationship, call_site=fp.call_site, enclosing=fp.enclosing,
+            loader_executions=fp.max_loader_in_span, values_per_execution=fp.values_per_execution,
+            from_flush=fp.from_flush)
         for op in operations for fp in op.fingerprints
     ]
 
@@ -164,38 +156,39 @@ def query_findings(observations: Iterable[StatementObservation], thresholds: Thr
     return kept
 
 
-def _statement_rules(obs: StatementObservation, t: Thresholds) -> list[Recommendation]:
+def _statement_rules(obs: StatementObservation, thresholds: Thresholds) -> list[Recommendation]:
+    t = thresholds.for_operation(obs.operation)
     out: list[Recommendation] = []
     evidence = dict(fingerprint=obs.fingerprint, executions=obs.executions,
                     distinct_parameter_sets=obs.distinct_parameter_sets, spans=obs.spans,
                     total_ms=round(obs.total_ms, 3), trace_id=obs.trace_id or None,
                     span_id=obs.span_id or None, relationship=obs.relationship, call_site=obs.call_site)
     per_query_ms = obs.total_ms / max(obs.executions, 1)
-    if is_read_statement(obs.fingerprint) and obs.executions >= t.n_plus_one and obs.distinct_parameter_sets >= t.n_plus_one:
-        where = f" at {obs.call_site}" if obs.call_site else ""
-        if obs.relationship:
-            cause = f"lazy loads of {obs.relationship}"
-            suggestion = (f"Eager-load the relationship: .options(selectinload({obs.relationship})) on the "
-                          f"query that loads the parent rows (or QueryOptimizer.enable_eager_loading).")
-        else:
-            cause = "one statement"
-            suggestion = ("Load these rows in one query: fetch them with one WHERE ... IN (...) query "
-                          "before the loop, or eager-load the relationship the loop touches.")
+    where = f" at {obs.call_site}" if obs.call_site else ""
+    n_plus_one = _n_plus_one(obs, t, evidence, per_query_ms, where)
+    if n_plus_one is not None:
+        out.append(n_plus_one)
+    if (obs.executions >= t.write_loop and obs.distinct_parameter_sets >= t.write_loop
+            and is_per_row_write(obs.fingerprint, obs.values_per_execution, obs.from_flush)):
+        verb = obs.fingerprint.lstrip("( ").split(" ", 1)[0].upper()
+        bulk = ("session.execute(insert(Model), rows)" if verb == "INSERT" else
+                f"one set-based {verb} (WHERE id IN (...)), or session.execute({verb.lower()}(Model), rows)")
         out.append(Recommendation(
-            kind="n_plus_one", severity=severity(obs.distinct_parameter_sets, t.n_plus_one),
+            kind="write_loop", severity=severity(obs.distinct_parameter_sets, t.write_loop),
             operation=obs.operation,
-            message=(f"N+1 query pattern in {obs.operation}: {cause} ran {obs.executions} queries in a "
-                     f"single operation with {obs.distinct_parameter_sets} different parameter sets{where}"),
-            suggestion=suggestion,
+            message=(f"Write loop in {obs.operation}: one {verb} per row, {obs.executions} in a single "
+                     f"operation with {obs.distinct_parameter_sets} different parameter sets{where}"),
+            suggestion=(f"Write the rows in one round trip: {bulk} (an executemany), or "
+                        f"connection.execute(statement, list_of_parameter_dicts)."),
             evidence=Evidence(**evidence),
-            estimated_savings=Savings(queries=obs.distinct_parameter_sets - 1,
-                                      milliseconds=round(per_query_ms * (obs.distinct_parameter_sets - 1), 3))))
+            estimated_savings=Savings(queries=obs.executions - 1,
+                                      milliseconds=round(per_query_ms * (obs.executions - 1), 3))))
     if obs.most_identical >= t.repeated_query:
         out.append(Recommendation(
             kind="repeated_query", severity=severity(obs.most_identical, t.repeated_query),
             operation=obs.operation,
             message=(f"Repeated identical query in {obs.operation}: the same statement with the same "
-                     f"parameters ran {obs.most_identical} times in one operation"),
+                     f"parameters ran {obs.most_identical} times in one operation{where}"),
             suggestion=("Run it once and reuse the result (hoist it out of the loop, or cache it for "
                         "the operation, e.g. QueryOptimizer.enable_caching())."),
             evidence=Evidence(**evidence),
@@ -204,12 +197,50 @@ def _statement_rules(obs: StatementObservation, t: Thresholds) -> list[Recommend
     if per_query_ms >= t.slow_query_ms:
         out.append(Recommendation(
             kind="slow_query", severity=severity(per_query_ms, t.slow_query_ms), operation=obs.operation,
-            message=f"Slow query in {obs.operation}: {per_query_ms:.1f} ms per execution",
+            message=f"Slow query in {obs.operation}: {per_query_ms:.1f} ms per execution{where}",
             suggestion=("Check its plan (QueryOptimizer.optimization_report(explain=True)) for a full "
                         "scan that an index would avoid."),
             evidence=Evidence(**evidence, value=round(per_query_ms, 3), unit="ms", threshold=t.slow_query_ms),
             estimated_savings=Savings(milliseconds=round(per_query_ms / 2, 3))))
     return out
+
+
+def _n_plus_one(obs: StatementObservation, t: Thresholds, evidence: dict, per_query_ms: float,
+                where: str) -> Recommendation | None:
+    """One lookup per row: a per-row SELECT (not a batch, not a page walk) repeated with other
+    parameters. With a relationship named, only the executions its lazy loader ran count (the
+    same SQL run by ``session.get`` elsewhere in the operation is not its N+1)."""
+    if not is_per_row_read(obs.fingerprint, obs.values_per_execution, obs.relationship):
+        return None
+    executions, distinct = obs.executions, obs.distinct_parameter_sets
+    relationship = obs.relationship
+    if relationship is not None:
+        others = executions - obs.loader_executions
+        executions = obs.loader_executions
+        distinct = min(executions, max(0, distinct - others))   # at least this many were the loader's
+        if executions < t.n_plus_one or distinct < t.n_plus_one:
+            relationship = None                     # the loader alone is no N+1: judge the statement
+            executions, distinct = obs.executions, obs.distinct_parameter_sets
+    if executions < t.n_plus_one or distinct < t.n_plus_one:
+        return None
+    if relationship:
+        cause = f"lazy loads of {relationship}"
+        suggestion = (f"Eager-load the relationship: .options(selectinload({relationship})) on the "
+                      f"query that loads the parent rows (or QueryOptimizer.enable_eager_loading).")
+    else:
+        cause = "one statement"
+        suggestion = ("Load these rows in one query: fetch them with one WHERE ... IN (...) query "
+                      "before the loop, or eager-load the relationship the loop touches.")
+    others = obs.executions - executions
+    also = f" (and {others} more of the same SQL run otherwise)" if others else ""
+    return Recommendation(
+        kind="n_plus_one", severity=severity(distinct, t.n_plus_one), operation=obs.operation,
+        message=(f"N+1 query pattern in {obs.operation}: {cause} ran {executions} queries in a "
+                 f"single operation with {distinct} different parameter sets{where}{also}"),
+        suggestion=suggestion,
+        evidence=Evidence(**{**evidence, "executions": executions, "distinct_parameter_sets": distinct,
+                             "relationship": relationship}),
+        estimated_savings=Savings(queries=distinct - 1, milliseconds=round(per_query_ms * (distinct - 1), 3)))
 
 
 @dataclass(frozen=True)
@@ -221,6 +252,17 @@ class OperationObservation:
     count: int = 1
     trace_id: str = ""
     span_id: str = ""
+    query_ms: float | None = None       # time in the database (None: not known)
+    write_share: float = 0.0            # the share of its statements that are INSERT/UPDATE/DELETE
+
+
+def _write_share(executions: Iterable[tuple[str, int]]) -> float:
+    total = writes = 0
+    for fingerprinted, count in executions:
+        total += count
+        if is_write_statement(fingerprinted):
+            writes += count
+    return writes / total if total else 0.0
 
 
 def operation_observations_from_spans(spans: Iterable[ReadableSpan]) -> list[OperationObservation]:
@@ -230,20 +272,31 @@ def operation_observations_from_spans(spans: Iterable[ReadableSpan]) -> list[Ope
         if attr.OPERATION not in a or span.end_time is None or span.start_time is None:
             continue
         c = span.context
+        frame = frame_of(span)
+        share = _write_share((s, t.count) for s, t in frame.statements.items()) if frame is not None else 0.0
         out.append(OperationObservation(
             operation=str(a[attr.OPERATION]), duration_ms=(span.end_time - span.start_time) / 1e6,
             query_count=float(a.get(attr.QUERY_COUNT, 0)), rss_delta_bytes=float(a.get(attr.RSS_DELTA_BYTES, 0)),
-            trace_id=f"{c.trace_id:032x}" if c else "", span_id=f"{c.span_id:016x}" if c else ""))
+            trace_id=f"{c.trace_id:032x}" if c else "", span_id=f"{c.span_id:016x}" if c else "",
+            query_ms=float(a[attr.QUERY_DURATION_MS]) if attr.QUERY_DURATION_MS in a else None,
+            write_share=share))
     return out
 
 
 def operation_observations_from_stats(operations: Iterable[OperationStats]) -> list[OperationObservation]:
     return [OperationObservation(operation=op.name, duration_ms=op.duration_ms.p95,
                                  query_count=op.query_count.mean, rss_delta_bytes=op.rss_delta_bytes.maximum,
-                                 count=op.count) for op in operations]
+                                 count=op.count, query_ms=op.query_ms.mean * op.duration_ms.p95 / max(
+                                     op.duration_ms.mean, 1e-9),
+                                 write_share=_write_share((f.fingerprint, f.executions) for f in op.fingerprints))
+            for op in operations]
 
 
-def operation_findings(observations: Iterable[OperationObservation], t: Thresholds) -> list[Recommendation]:
+# Below this share of its time in the database, a slow operation is the application's own work.
+DATABASE_BOUND_SHARE = 0.2
+
+
+def operation_findings(observations: Iterable[OperationObservation], thresholds: Thresholds) -> list[Recommendation]:
     """Slow operations, operations with many queries, operations that grow memory (worst of each)."""
     worst: dict[tuple[str, str], tuple[float, Recommendation]] = {}
 
@@ -253,22 +306,41 @@ def operation_findings(observations: Iterable[OperationObservation], t: Threshol
             worst[key] = (measured, rec)
 
     for op in observations:
+        t = thresholds.for_operation(op.operation)
         ids = dict(trace_id=op.trace_id or None, span_id=op.span_id or None)
         if op.duration_ms >= t.slow_operation_ms:
+            database_share = (op.query_ms / op.duration_ms) if op.query_ms is not None and op.duration_ms else None
+            if database_share is not None and database_share < DATABASE_BOUND_SHARE:
+                where = (f"{op.query_ms:.1f} ms of it in {op.query_count:.0f} queries: the rest is the "
+                         f"application's own work (CPU, waits, calls to other services)")
+                suggestion = ("Profile the code (cProfile, py-spy) for the hot path; the database is not "
+                              "where the time goes, so query fixes will not help much.")
+            else:
+                where = (f"{op.query_ms:.1f} ms of it in {op.query_count:.0f} queries" if op.query_ms is not None
+                         else "")
+                suggestion = ("Check its query findings (N+1 patterns, slow queries, missing indexes) and "
+                              "move slow work out of the request path.")
             keep("slow_operation", op, op.duration_ms, Recommendation(
                 kind="slow_operation", severity=severity(op.duration_ms, t.slow_operation_ms),
                 operation=op.operation,
-                message=f"Slow operation {op.operation}: {op.duration_ms:.1f} ms",
-                suggestion=("Profile it (flowscope bench / Benchmark.benchmark_operation) and check its "
-                            "query findings; move slow work out of the request path."),
+                message=f"Slow operation {op.operation}: {op.duration_ms:.1f} ms" + (f" ({where})" if where else ""),
+                suggestion=suggestion,
                 evidence=Evidence(value=round(op.duration_ms, 3), unit="ms", threshold=t.slow_operation_ms,
                                   spans=op.count, **ids)))
         if op.query_count >= t.high_query_count:
+            if op.write_share >= 0.5:
+                mix = f"{op.write_share:.0%} of them INSERT/UPDATE/DELETE"
+                suggestion = ("Batch the writes: one executemany (session.execute(insert(Model), rows)) "
+                              "instead of a statement per row; in test fixtures, build the rows once per "
+                              "module or session.")
+            else:
+                mix = "mostly reads"
+                suggestion = "Batch them: eager-load relationships and replace per-row queries with set-based ones."
             keep("high_query_count", op, op.query_count, Recommendation(
                 kind="high_query_count", severity=severity(op.query_count, t.high_query_count),
                 operation=op.operation,
-                message=f"{op.operation} runs {op.query_count:.0f} queries",
-                suggestion="Batch them: eager-load relationships and replace per-row queries with set-based ones.",
+                message=f"{op.operation} runs {op.query_count:.0f} queries ({mix})",
+                suggestion=suggestion,
                 evidence=Evidence(value=op.query_count, unit="queries", threshold=t.high_query_count,
                                   spans=op.count, **ids),
                 estimated_savings=Savings(queries=int(op.query_count - t.high_query_count))))

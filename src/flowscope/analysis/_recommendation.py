@@ -5,8 +5,8 @@
     >>> json.dumps(rec.to_dict())
 
 The kinds are stable identifiers (documented in docs/recommendations.md):
-``n_plus_one``, ``repeated_query``, ``slow_query``, ``missing_index``, ``high_query_count``,
-``slow_operation``, ``memory_growth``, ``large_context``, ``history_growth``.
+``n_plus_one``, ``write_loop``, ``repeated_query``, ``slow_query``, ``missing_index``,
+``high_query_count``, ``slow_operation``, ``memory_growth``, ``large_context``, ``history_growth``.
 Evidence never holds SQL parameter values or context values: statements are fingerprints
 (literals replaced by ``?``) and parameters are only ever counted through their hashes.
 """
@@ -16,10 +16,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Kind = Literal["n_plus_one", "repeated_query", "slow_query", "missing_index", "high_query_count",
-               "slow_operation", "memory_growth", "large_context", "history_growth"]
+Kind = Literal["n_plus_one", "write_loop", "repeated_query", "slow_query", "missing_index",
+               "high_query_count", "slow_operation", "memory_growth", "large_context", "history_growth"]
 Severity = Literal["low", "medium", "high"]
-KINDS: tuple[str, ...] = ("n_plus_one", "repeated_query", "slow_query", "missing_index",
+KINDS: tuple[str, ...] = ("n_plus_one", "write_loop", "repeated_query", "slow_query", "missing_index",
                           "high_query_count", "slow_operation", "memory_growth", "large_context",
                           "history_growth")
 SEVERITIES: tuple[str, ...] = ("low", "medium", "high")

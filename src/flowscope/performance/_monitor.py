@@ -44,6 +44,7 @@ from ..reports._traces import slowest_traces
 from ..telemetry import _attributes as attr
 from ..telemetry import configure, frame_of, operation, operation_spans
 from ..telemetry._probes import peak_rss_bytes, rss_bytes
+from ..telemetry.sql._tallies import tallies_by_fingerprint
 from ..workflows import WorkflowExecution, WorkflowTransition
 
 T = TypeVar("T")
@@ -234,7 +235,7 @@ def _database(spans: list[ReadableSpan], metrics: list[OperationMetrics],
         if frame is None:
             continue
         name = str((span.attributes or {}).get(attr.OPERATION, span.name))
-        for key, tally in _findings.tallies_by_fingerprint(frame.statements).items():
+        for key, tally in tallies_by_fingerprint(frame.statements).items():
             h = hotspots.setdefault((name, key), [0, 0.0, 0])
             h[0] += tally.count
             h[1] += tally.seconds * 1000.0

@@ -20,9 +20,10 @@ from ._config import Telemetry, configure, current_telemetry, on_configure
 from ._health import TelemetryHealth, health
 from ._instrumentor import FlowscopeInstrumentor
 from ._operation import operation
-from ._queries import fingerprint, install_query_listeners, uninstall_query_listeners
 from ._span_operations import SpanOperationProcessor
 from ._span_store import SpanStore, frame_of, operation_spans
+from .sql._listeners import install_query_listeners, uninstall_query_listeners
+from .sql._text import fingerprint
 
 __all__ = [
     "RELATIVE_ACCURACY", "BottleneckSpanProcessor", "Bottlenecks", "FingerprintStats",

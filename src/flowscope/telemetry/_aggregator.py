@@ -51,9 +51,9 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, deque
-from math import ceil, log
-from dataclasses import asdict, dataclass
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from math import ceil, log
 from typing import Any
 
 from ddsketch.ddsketch import BaseDDSketch
@@ -64,9 +64,9 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
 from . import _attributes as attr
-from ._frames import MAX_ENCLOSING_NAMES, OTHER_STATEMENT, claim_frames, pending_frames, unmeasured
+from ._frames import MAX_ENCLOSING_NAMES, claim_frames, pending_frames, unmeasured
 from ._health import health
-from ._queries import fingerprint, is_read_statement
+from .sql._tallies import is_per_row_read, tallies_by_fingerprint
 
 _OPERATION = attr.OPERATION
 _RSS_DELTA_BYTES = attr.RSS_DELTA_BYTES
@@ -225,6 +225,9 @@ class FingerprintStats:
     relationship: str | None = None     # "Class.attribute" when ORM lazy loads ran it
     call_site: str | None = None        # application code that ran it repeatedly
     enclosing: tuple[str, ...] = ()     # operations that the spans running it ran inside (nesting)
+    max_loader_in_span: int = 0         # most executions run by the relationship's lazy loader in one span
+    values_per_execution: float = 1.0   # rows or values one execution handles (> 1: a batch)
+    from_flush: bool = False            # run by the ORM's unit of work (Session.flush)
 
 
 @dataclass(frozen=True)
@@ -292,7 +295,7 @@ class _Running:
 class _FingerprintAccumulator:
     __slots__ = ("executions", "seconds", "spans", "max_repeats", "max_distinct", "max_identical",
                  "example_trace_id", "example_span_id", "relationship", "call_site", "example_statement",
-                 "enclosing")
+                 "enclosing", "max_loader", "bound_values", "from_flush")
 
     def __init__(self) -> None:
         self.executions = 0
@@ -307,6 +310,9 @@ class _FingerprintAccumulator:
         self.call_site: str | None = None
         self.example_statement: str | None = None   # see example_statements()
         self.enclosing: set[str] = set()   # operations the spans that ran it ran inside
+        self.max_loader = 0                # most lazy-loader executions in one span
+        self.bound_values = 0              # rows or values handled, over all executions
+        self.from_flush = False
 
 
 class _Columns:
@@ -475,24 +481,10 @@ class BottleneckSpanProcessor(SpanProcessor):
 
     def _add_statements(self, acc: _OperationAccumulator, statements: dict, span: ReadableSpan,
                         enclosing: tuple[str, ...]) -> None:
-        # One fingerprint per span first: raw statements that differ only in inlined literals or
-        # IN-list lengths are one statement run sum(count) times in this span (an N+1 pattern),
-        # not several statements run once each. Most fingerprints have one raw statement: a
-        # group is that tally itself, a list only when a second statement shares its fingerprint.
-        groups: dict[str, Any] = {}
-        firsts: dict[str, str] = {}   # fingerprint -> a raw statement: an example for EXPLAIN
-        for statement, tally in statements.items():
-            key = fingerprint(statement)
-            group = groups.get(key)
-            if group is None:
-                groups[key] = tally
-                firsts[key] = statement
-            elif type(group) is list:
-                group.append(tally)
-            else:
-                groups[key] = [group, tally]
+        # One fingerprint per span first (see sql/_tallies), then each into the
+        # operation's accumulator of that fingerprint.
         fingerprints = acc.fingerprints
-        for key, group in groups.items():
+        for key, group in tallies_by_fingerprint(statements).items():
             fp = fingerprints.get(key)
             if fp is None:
                 if len(fingerprints) >= self.max_fingerprints:
@@ -501,34 +493,17 @@ class BottleneckSpanProcessor(SpanProcessor):
                     fp = fingerprints.get(OTHER)
                 if fp is None:
                     fp = fingerprints[key] = _FingerprintAccumulator()
-                    if key != OTHER and firsts[key] != OTHER_STATEMENT:
-                        fp.example_statement = firsts[key]
-            if type(group) is list:
-                count = 0
-                distinct = 0
-                identical = 0
-                for tally in group:
-                    count += tally.count
-                    fp.seconds += tally.seconds
-                    sets = tally.parameter_sets
-                    distinct += len(sets)                     # other literals: other parameters
-                    if sets:
-                        identical = max(identical, max(sets.values()))
-                    if tally.relationship is not None:
-                        fp.relationship = tally.relationship
-                    if tally.call_site is not None and fp.call_site is None:
-                        fp.call_site = tally.call_site
-            else:
-                count = group.count
-                fp.seconds += group.seconds
-                sets = group.parameter_sets
-                distinct = len(sets)
-                identical = max(sets.values()) if sets else 0
-                if group.relationship is not None:
-                    fp.relationship = group.relationship
-                if group.call_site is not None and fp.call_site is None:
-                    fp.call_site = group.call_site
+                    if key != OTHER:
+                        fp.example_statement = group.example_statement
+            count = group.count
+            fp.seconds += group.seconds
+            if group.relationship is not None:
+                fp.relationship = group.relationship
+            if group.call_site is not None and fp.call_site is None:
+                fp.call_site = group.call_site
             fp.executions += count
+            fp.bound_values += group.bound_values
+            fp.from_flush = fp.from_flush or group.from_flush
             fp.spans += 1
             if enclosing and len(fp.enclosing) < MAX_ENCLOSING_NAMES:
                 fp.enclosing.update(enclosing)
@@ -537,10 +512,12 @@ class BottleneckSpanProcessor(SpanProcessor):
                 context = span.context
                 fp.example_trace_id = context.trace_id if context else 0
                 fp.example_span_id = context.span_id if context else 0
-            if distinct > fp.max_distinct:
-                fp.max_distinct = distinct
-            if identical > fp.max_identical:
-                fp.max_identical = identical
+            if group.distinct_parameter_sets > fp.max_distinct:
+                fp.max_distinct = group.distinct_parameter_sets
+            if group.most_identical > fp.max_identical:
+                fp.max_identical = group.most_identical
+            if group.loader_count > fp.max_loader:
+                fp.max_loader = group.loader_count
 
     def shutdown(self) -> None:
         self._drain()
@@ -588,7 +565,7 @@ class BottleneckSpanProcessor(SpanProcessor):
                 (o.name, f) for o in ops for f in o.fingerprints
                 if f.max_repeats_in_span >= n_plus_one_threshold
                 and f.max_distinct_parameters_in_span >= n_plus_one_threshold
-                and is_read_statement(f.fingerprint)
+                and is_per_row_read(f.fingerprint, f.values_per_execution, f.relationship)
             ),
         )
 
@@ -637,7 +614,10 @@ def _freeze(name: str, acc: _OperationAccumulator) -> OperationStats:
             max_repeats_in_span=fp.max_repeats, max_distinct_parameters_in_span=fp.max_distinct,
             max_identical_in_span=fp.max_identical,
             example_trace_id=f"{fp.example_trace_id:032x}", example_span_id=f"{fp.example_span_id:016x}",
-            relationship=fp.relationship, call_site=fp.call_site, enclosing=tuple(sorted(fp.enclosing)))
+            relationship=fp.relationship, call_site=fp.call_site, enclosing=tuple(sorted(fp.enclosing)),
+            max_loader_in_span=fp.max_loader,
+            values_per_execution=fp.bound_values / fp.executions if fp.executions else 1.0,
+            from_flush=fp.from_flush)
          for key, fp in acc.fingerprints.items()),
         key=lambda f: f.total_ms, reverse=True))
     return OperationStats(

@@ -33,12 +33,16 @@ MAX_STATEMENTS_PER_FRAME = 256
 MAX_PARAMETER_SETS_PER_STATEMENT = 64
 OTHER_STATEMENT = "<other statements>"
 MAX_ENCLOSING_NAMES = 16
+# Past this many distinct raw statements in one frame, each new one has its call site looked up at
+# its first execution: statements with inlined literals never repeat as raw text.
+MANY_DISTINCT_STATEMENTS = 8
 
 
 class StatementTally:
     """One statement's executions inside one operation."""
 
-    __slots__ = ("count", "seconds", "parameter_sets", "relationship", "call_site")
+    __slots__ = ("count", "seconds", "parameter_sets", "relationship", "call_site", "other_count",
+                 "many_rows", "from_flush")
 
     def __init__(self) -> None:
         self.count = 0
@@ -46,6 +50,16 @@ class StatementTally:
         self.parameter_sets: dict[int, int] = {}
         self.relationship: str | None = None   # "Class.attribute" when an ORM lazy load ran it
         self.call_site: str | None = None      # application code that ran it a second time
+        # executions known not to be a lazy load (run while lazy loads are being named, with none
+        # pending): the relationship's loader ran count - other_count of them
+        self.other_count = 0
+        self.many_rows = 0                     # rows sent by executemany calls (0: none)
+        self.from_flush = False                # run by the ORM's unit of work (Session.flush)
+
+    @property
+    def loader_count(self) -> int:
+        """Executions run by the lazy loader of ``relationship`` (0 when none named)."""
+        return self.count - self.other_count if self.relationship is not None else 0
 
     @property
     def distinct_parameter_sets(self) -> int:
@@ -59,6 +73,9 @@ class StatementTally:
     def add(self, other: StatementTally) -> None:
         self.count += other.count
         self.seconds += other.seconds
+        self.other_count += other.other_count
+        self.many_rows += other.many_rows
+        self.from_flush = self.from_flush or other.from_flush
         if self.relationship is None:
             self.relationship = other.relationship
         if self.call_site is None:
@@ -83,7 +100,7 @@ class OperationFrame:
         self.query_count = 0
         self.query_seconds = 0.0
         self.statements: dict[str, StatementTally] = {}
-        # set by the ORM listener just before a lazy load's statement runs
+        # set by the ORM listener just before a lazy load's statement runs (see take_relationship)
         self.pending_relationship: str | None = None
         self.closed = False
         self.context_token: Any = None   # the OpenTelemetry context token of its span
@@ -95,9 +112,21 @@ class OperationFrame:
         self.tracemalloc_baseline = 0
         self.tracemalloc_peak = 0
 
-    def record(self, statement: str, seconds: float, parameters: Any) -> None:
+    def take_relationship(self) -> str | None:
+        """The lazy-loaded relationship named for the statement about to run (cleared): taken
+        before the statement runs, so that another task's statement recorded while this one
+        awaits its driver cannot take it."""
+        relationship = self.pending_relationship
+        if relationship is not None:
+            self.pending_relationship = None
+        return relationship
+
+    def record(self, statement: str, seconds: float, parameters: Any,
+               relationship: str | None = None) -> StatementTally:
         self.query_count += 1
         self.query_seconds += seconds
+        if statement[-2:] == "*/":     # a trailing comment (sqlcommenter's traceparent=...): not the statement
+            statement = strip_trailing_comment(statement)
         tally = self.statements.get(statement)
         if tally is None:
             if len(self.statements) >= MAX_STATEMENTS_PER_FRAME:
@@ -105,13 +134,18 @@ class OperationFrame:
                 tally = self.statements.get(statement)
             if tally is None:
                 tally = self.statements[statement] = StatementTally()
+                if len(self.statements) > MANY_DISTINCT_STATEMENTS:
+                    # many statements that each run once: literals inlined in a loop, most likely
+                    tally.call_site, tally.from_flush = application_call_site_and_flush()
         tally.count += 1
         tally.seconds += seconds
-        if self.pending_relationship is not None:
-            tally.relationship = self.pending_relationship
-            self.pending_relationship = None
+        if relationship is not None:
+            tally.relationship = relationship
+        elif repeat_watch.naming:
+            tally.other_count += 1
         if tally.count == 2 and tally.call_site is None:
-            tally.call_site = application_call_site()   # only statements that repeat pay this
+            # only statements that repeat pay this
+            tally.call_site, tally.from_flush = application_call_site_and_flush()
             if repeat_watch.hook is not None:
                 repeat_watch.hook(statement)
         key = _parameter_key(parameters)
@@ -120,6 +154,7 @@ class OperationFrame:
             sets[key] += 1
         elif len(sets) < MAX_PARAMETER_SETS_PER_STATEMENT:
             sets[key] = 1
+        return tally
 
     def enclosing_names(self) -> tuple[str, ...]:
         """The names of the operations this one runs inside, innermost first."""
@@ -188,6 +223,33 @@ def _kind(filename: str, root: str) -> int:
         if len(_kind_cache) < 10_000:
             _kind_cache[key] = kind
     return kind
+
+
+def strip_trailing_comment(statement: str) -> str:
+    """The statement without its trailing ``/* ... */`` comment (sqlcommenter, ``enable_commenter=True``).
+
+    >>> strip_trailing_comment("SELECT 1 /*traceparent='00-ab-cd-01'*/")
+    'SELECT 1'
+    """
+    start = statement.rfind("/*")
+    return statement[:start].rstrip() if start > 0 else statement
+
+
+def application_call_site_and_flush() -> tuple[str | None, bool]:
+    """:func:`application_call_site`, and whether the statement runs inside ``Session.flush``
+    (the ORM's unit of work writing rows, not the application looping over them)."""
+    return application_call_site(), _in_flush(sys._getframe(1))
+
+
+def _in_flush(frame: Any) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.endswith(_UNIT_OF_WORK_FILES):
+            return True
+        frame = frame.f_back
+    return False
+
+
+_UNIT_OF_WORK_FILES = (os.path.join("orm", "persistence.py"), os.path.join("orm", "unitofwork.py"))
 
 
 def application_call_site() -> str | None:
@@ -272,6 +334,8 @@ class UnmeasuredQueries:
 
     def record(self, statement: str) -> None:
         self.count += 1
+        if statement[-2:] == "*/":
+            statement = strip_trailing_comment(statement)
         entry = self.statements.get(statement)
         if entry is None:
             if len(self.statements) >= MAX_STATEMENTS_PER_FRAME:
@@ -290,9 +354,11 @@ unmeasured = UnmeasuredQueries()
 
 
 class _RepeatWatch:
-    """``hook(statement)`` runs when a statement repeats inside one operation (see _queries)."""
+    """``hook(statement)`` runs when a statement repeats inside one operation (see sql/_listeners);
+    ``naming`` is true while ORM lazy loads are named (every lazy load then says so)."""
 
     hook: Callable[[str], None] | None = None
+    naming = False
 
 
 repeat_watch = _RepeatWatch()

@@ -26,8 +26,8 @@ from ..workflows import _runtime
 from . import _attributes as attr
 from ._autoinstrument import join_provider, undo_join
 from ._operation import operation
-from ._queries import install_query_listeners, uninstall_query_listeners
 from .package import _instruments
+from .sql._listeners import install_query_listeners, uninstall_query_listeners
 
 
 def _traced_start(implementation: Callable[..., Any], session: Any, workflow: Any, *args: Any) -> Any:

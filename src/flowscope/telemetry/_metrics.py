@@ -69,8 +69,8 @@ from . import _attributes as attr
 from ._export import CountingMetricExporter, destination_of, quiet_exporter_logs
 from ._health import health
 from ._probes import rss_bytes
-from ._queries import is_read_statement
 from ._span_store import frame_of
+from .sql._tallies import is_per_row_read, tallies_by_fingerprint
 
 OPERATION_DURATION = "workflow.operation.duration"
 DB_QUERIES = "workflow.db.queries"
@@ -199,9 +199,11 @@ class MetricsSpanProcessor(SpanProcessor):
 
 
 def _has_n_plus_one(frame: Any) -> bool:
-    for statement, tally in frame.statements.items():
-        if (tally.count >= N_PLUS_ONE_THRESHOLD and len(tally.parameter_sets) >= N_PLUS_ONE_THRESHOLD
-                and is_read_statement(statement)):
+    """The N+1 rule of the findings (by fingerprint: batches and page walks are none), at the
+    default threshold."""
+    for key, tally in tallies_by_fingerprint(frame.statements).items():
+        if (tally.count >= N_PLUS_ONE_THRESHOLD and tally.distinct_parameter_sets >= N_PLUS_ONE_THRESHOLD
+                and is_per_row_read(key, tally.values_per_execution, tally.relationship)):
             return True
     return False
 

@@ -78,7 +78,7 @@ from ._context import detach as _detach
 from ._frames import OperationFrame, _FrameClaims, park_frame
 from ._health import health
 from ._probes import _GcCounter, memory_mark, rss_of
-from ._queries import fingerprint
+from .sql._text import fingerprint
 
 F = TypeVar("F", bound=Callable[..., Any])
 _OPERATION, _RSS_BYTES, _RSS_DELTA_BYTES = attr.OPERATION, attr.RSS_BYTES, attr.RSS_DELTA_BYTES

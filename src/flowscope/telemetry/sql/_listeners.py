@@ -25,9 +25,7 @@ query spans nest under the current operation span; the count is taken here only,
 
 from __future__ import annotations
 
-import re
 import threading
-from functools import lru_cache
 from time import perf_counter
 from typing import Any
 
@@ -35,18 +33,28 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from ._context import FRAME_KEY, current_context
-from ._frames import OperationFrame, repeat_watch, unmeasured
-from ._health import health
+from .._context import FRAME_KEY, current_context
+from .._frames import OperationFrame, repeat_watch, unmeasured
+from .._health import health
+from ._text import is_read_statement
 
 _installed = False
 _lock = threading.Lock()
 
 
-def _record(frame: OperationFrame, statement: str, seconds: float, parameters: Any) -> None:
+def _record(frame: OperationFrame, statement: str, seconds: float, parameters: Any,
+            relationship: str | None) -> None:
     try:
-        frame.record(statement, seconds, parameters)
+        frame.record(statement, seconds, parameters, relationship)
     except Exception:  # telemetry never breaks the query it measures
+        health.failed("recording a query")
+
+
+def _record_many(frame: OperationFrame, statement: str, seconds: float, parameters: Any,
+                 relationship: str | None) -> None:
+    try:
+        frame.record(statement, seconds, parameters, relationship).many_rows += len(parameters)
+    except Exception:
         health.failed("recording a query")
 
 
@@ -57,16 +65,19 @@ def _record_unmeasured(statement: str) -> None:
         health.failed("counting a query outside any operation")
 
 
+# The three listeners below are written out, not built from one helper: each is on the path of
+# every query, and a shared helper would cost one more Python call per query.
 def _do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool | None:
     frame = current_context().get(FRAME_KEY)
     if frame is None:
         _record_unmeasured(statement)
         return None
+    relationship = frame.pending_relationship and frame.take_relationship()
     start = perf_counter()
     try:
         context.dialect.do_execute(cursor, statement, parameters, context)
     finally:
-        _record(frame, statement, perf_counter() - start, parameters)
+        _record(frame, statement, perf_counter() - start, parameters, relationship)
     return True
 
 
@@ -75,11 +86,12 @@ def _do_execute_no_params(cursor: Any, statement: str, context: Any) -> bool | N
     if frame is None:
         _record_unmeasured(statement)
         return None
+    relationship = frame.pending_relationship and frame.take_relationship()
     start = perf_counter()
     try:
         context.dialect.do_execute_no_params(cursor, statement, context)
     finally:
-        _record(frame, statement, perf_counter() - start, None)
+        _record(frame, statement, perf_counter() - start, None, relationship)
     return True
 
 
@@ -88,11 +100,12 @@ def _do_executemany(cursor: Any, statement: str, parameters: Any, context: Any) 
     if frame is None:
         _record_unmeasured(statement)
         return None
+    relationship = frame.pending_relationship and frame.take_relationship()
     start = perf_counter()
     try:
         context.dialect.do_executemany(cursor, statement, parameters, context)
     finally:
-        _record(frame, statement, perf_counter() - start, parameters)
+        _record_many(frame, statement, perf_counter() - start, parameters, relationship)
     return True
 
 
@@ -130,7 +143,7 @@ def _on_repeated_statement(statement: str) -> None:
         with _lock:
             if _installed and not _naming:
                 event.listen(Session, "do_orm_execute", _name_lazy_load)
-                _naming = True
+                _naming = repeat_watch.naming = True
             repeat_watch.hook = None
     except Exception:   # never into the query that triggered it
         health.failed("installing the lazy-load listener")
@@ -158,7 +171,7 @@ def uninstall_query_listeners() -> None:
             event.remove(Engine, name, fn)
         if _naming:
             event.remove(Session, "do_orm_execute", _name_lazy_load)
-            _naming = False
+            _naming = repeat_watch.naming = False
         _installed = False
 
 
@@ -169,33 +182,3 @@ def lazy_load_naming_installed() -> bool:
 
 def query_listeners_installed() -> bool:
     return _installed
-
-
-_WHITESPACE = re.compile(r"\s+")
-_STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
-_NUMBER_LITERAL = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
-_PLACEHOLDER = re.compile(r"%\(\w+\)s|%s|\$\d+|(?<!:):\w+|\?")
-_IN_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)*\s*\)")
-_POSTCOMPILE = re.compile(r"__\[POSTCOMPILE_\w+\]")
-_PLACEHOLDER_CAST = re.compile(r"\?::\w+(?:\[\])?")   # psycopg renders %(p)s::INTEGER
-
-
-@lru_cache(maxsize=4096)
-def fingerprint(statement: str) -> str:
-    """Normalize SQL so statements differing only in literals and placeholders compare equal.
-
-    >>> fingerprint("SELECT * FROM t WHERE id IN (?, ?, ?) AND name = 'x'")
-    'SELECT * FROM t WHERE id IN (?) AND name = ?'
-    """
-    text = _WHITESPACE.sub(" ", statement).strip()
-    text = _STRING_LITERAL.sub("?", text)
-    text = _POSTCOMPILE.sub("?", text)
-    text = _PLACEHOLDER.sub("?", text)
-    text = _NUMBER_LITERAL.sub("?", text)
-    text = _PLACEHOLDER_CAST.sub("?", text)
-    return _IN_LIST.sub("(?)", text)
-
-
-def is_read_statement(statement: str) -> bool:
-    """True for SELECT (and WITH ... SELECT) statements: the ones an N+1 pattern is made of."""
-    return statement.lstrip("( \n\t").upper().startswith(("SELECT", "WITH"))
