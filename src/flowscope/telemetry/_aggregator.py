@@ -401,7 +401,6 @@ class BottleneckSpanProcessor(SpanProcessor):
         # else from its attributes, appended to its operation's columns. Then per operation,
         # one update per measure over the whole column (C-level sum/min/max).
         groups: dict[str, _Columns] = {}
-        get_frame = pending_frames.get
         pop_frame = pending_frames.pop
         for span in batch:
             if _READABLE_FIELDS and type(span) is ReadableSpan:   # its fields, not its properties
@@ -419,10 +418,9 @@ class BottleneckSpanProcessor(SpanProcessor):
             frame = None
             if context is not None:
                 span_id = context.span_id
-                frame = get_frame(span_id)
+                frame = pop_frame(span_id, None)
                 if frame is not None:
                     span._flowscope_frame = frame  # type: ignore[attr-defined]  # for SpanStore readers
-                    pop_frame(span_id, None)
             if frame is None:
                 frame = getattr(span, "_flowscope_frame", None)   # replayed, or another aggregator's
             measured = frame.measured if frame is not None else None

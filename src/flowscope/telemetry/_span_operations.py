@@ -102,6 +102,7 @@ class SpanOperationProcessor(SpanProcessor):
 
     def __init__(self, kinds: frozenset[SpanKind] = DEFAULT_KINDS) -> None:
         self.kinds = frozenset(kinds)
+        self._kinds = tuple(self.kinds)   # membership by identity: no Enum.__hash__ call per span
         self._server = SpanKind.SERVER in self.kinds
         self._open: dict[int, _Open] = {}
         self._warned = False
@@ -110,7 +111,7 @@ class SpanOperationProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         kind = span.kind
-        if kind not in self.kinds and not (kind is _INTERNAL and self._server and _is_demoted_request(span)):
+        if kind not in self._kinds and not (kind is _INTERNAL and self._server and _is_demoted_request(span)):
             return
         try:
             parent = span.parent
@@ -182,7 +183,7 @@ class SpanOperationProcessor(SpanProcessor):
 
 def _is_demoted_request(span: Span) -> bool:
     """An instrumentation's request span, started as INTERNAL under a current span."""
-    scope = span.instrumentation_scope
+    scope = getattr(span, "_instrumentation_scope", None) or span.instrumentation_scope   # field: no property call
     if scope is None or not scope.name.startswith(_INSTRUMENTATION_SCOPE):
         return False
     attributes = span.attributes or {}
