@@ -56,7 +56,6 @@ import functools
 import inspect
 import logging
 import re
-import traceback
 import tracemalloc
 from collections.abc import Callable
 from types import TracebackType
@@ -67,7 +66,6 @@ from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.trace import Span, Status, StatusCode
-from sqlalchemy.exc import StatementError
 
 from .._version import __version__
 from . import _attributes as attr
@@ -78,7 +76,7 @@ from ._context import detach as _detach
 from ._frames import OperationFrame, _FrameClaims, park_frame
 from ._health import health
 from ._probes import _GcCounter, memory_mark, rss_of
-from .sql._text import fingerprint
+from ._scrub import scrubbed_exception
 
 F = TypeVar("F", bound=Callable[..., Any])
 _OPERATION, _RSS_BYTES, _RSS_DELTA_BYTES = attr.OPERATION, attr.RSS_BYTES, attr.RSS_DELTA_BYTES
@@ -337,22 +335,11 @@ def redact_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
 
 
 def _record_error(span: Span, exc: BaseException) -> None:
-    """Record ``exc`` on ``span`` without SQL parameter values.
-
-    SQLAlchemy's ``StatementError`` text ends with ``[parameters: ...]`` and a driver's message
-    may quote values (``Key (email)=(...) already exists``): for those, the span gets the
-    error types and the statement's fingerprint, and a traceback without the message.
-    """
-    if isinstance(exc, StatementError):
-        driver = type(exc.orig).__name__ if exc.orig is not None else "error"
-        statement = fingerprint(exc.statement) if exc.statement else "?"
-        message = f"({driver}) in statement: {statement}"
-        stacktrace = "".join(traceback.format_tb(exc.__traceback__)) + f"{type(exc).__name__}: {message}\n"
-        span.record_exception(exc, attributes={"exception.message": message,
-                                               "exception.stacktrace": stacktrace})
-    else:
-        message = str(exc)
-        span.record_exception(exc)
+    """Record ``exc`` on ``span`` without SQL parameter values (see _scrub): the message and the
+    whole traceback, chained causes and contexts included, scrubbed of bound parameters, driver
+    detail lines and literal-bearing SQL."""
+    message, stacktrace = scrubbed_exception(exc)
+    span.record_exception(exc, attributes={"exception.message": message, "exception.stacktrace": stacktrace})
     span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {message}"))
 
 
