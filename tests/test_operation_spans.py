@@ -27,6 +27,7 @@ from opentelemetry.trace import StatusCode
 from sqlalchemy import Engine, text
 
 import flowscope
+from flowscope.performance import process_report
 from flowscope.telemetry import _attributes as attr
 from flowscope.telemetry._probes import peak_rss_bytes, rss_bytes
 
@@ -602,3 +603,38 @@ def test_without_getrusage_the_peak_reads_zero_and_operations_still_work(telemet
         pass
     attributes = only_span(telemetry, "no_getrusage").attributes
     assert attributes[attr.PEAK_INCREASE_BYTES] == 0 and attributes[attr.RSS_BYTES] > 0
+
+
+@pytest.mark.parametrize("name", [123, None, b"checkout", 1.5, ["a"]])
+def test_a_name_that_is_not_a_str_is_a_clear_type_error_at_the_call(name) -> None:
+    with pytest.raises(TypeError, match=r"flowscope.operation\(name\): the name must be a str such as 'checkout', got"):
+        flowscope.operation(name)
+
+
+def test_a_str_subclass_is_a_name_and_a_huge_name_is_cut_to_the_limit(telemetry) -> None:
+    class Route(str):
+        pass
+
+    with flowscope.operation(Route("GET /x")):
+        pass
+    with flowscope.operation("x" * 10_000_000):     # a pasted payload, say
+        pass
+
+    names = telemetry.aggregator.operation_names()
+    assert set(names) == {"GET /x", "x" * 256} and all(type(n) is str for n in names)
+    [span] = telemetry.span_store.by_operation("x" * 256)
+    assert len(span.name) == 256 and len(process_report(telemetry.aggregator).to_json()) < 100_000
+
+
+def test_the_name_limit_follows_the_sdks_attribute_value_length_limit_when_one_is_set() -> None:
+    import subprocess
+    import sys
+
+    from support.e2e import clean_env
+
+    read = "from flowscope.telemetry._operation import MAX_NAME_LENGTH; print(MAX_NAME_LENGTH)"
+    limits = [subprocess.run([sys.executable, "-c", read], env=clean_env(**env), capture_output=True, text=True,
+                             timeout=60).stdout.strip()
+              for env in ({}, {"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "40"},
+                          {"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "40", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "1000"})]
+    assert limits == ["256", "40", "1000"]

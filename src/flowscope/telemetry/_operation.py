@@ -12,7 +12,11 @@ The span is a child of the current span and becomes the current span; it carries
 the process high-water mark, garbage collections, the number and time of database queries
 (inclusive of nested operations), and with ``FLOWSCOPE_MEMORY_PROFILE=tracemalloc`` the
 allocation peak. An exception is recorded on the span, its status set to ERROR, and re-raised
-unchanged. A failure inside flowscope itself is logged once and counted, never raised.
+unchanged. A failure inside flowscope itself is logged once and counted, never raised. The
+name must be a ``str`` (anything else is a ``TypeError`` at the call: an exporter cannot encode
+it, and one such span used to fail its whole batch); a name longer than the attribute value
+length limit (``OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`` / ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT``,
+else 256 characters) is cut there.
 
 Design decisions:
 - ``workflow.operation`` is recorded with the end attributes, not passed to ``start_span``: a
@@ -55,6 +59,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 import re
 import tracemalloc
 from collections.abc import Callable
@@ -114,7 +119,9 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
     __slots__ = ("name", "attributes", "late_attributes", "_span", "_frame", "_mark", "_peak", "_gc")
 
     def __init__(self, name: str, **attributes: Any) -> None:
-        self.name = name
+        if type(name) is not str:
+            name = _checked_name(name)
+        self.name = name if len(name) <= MAX_NAME_LENGTH else name[:MAX_NAME_LENGTH]
         self.attributes = attributes
         self.late_attributes: dict[str, Any] | None = None
 
@@ -202,6 +209,31 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
                 return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
+
+
+def _name_limit() -> int:
+    """The longest operation name kept: the span attribute value length limit when one is set
+    (``OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT``, else ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT``, as the
+    SDK reads them), else 256 characters. Longer names are cut there: one unbounded name (a raw
+    URL, a pasted payload) must not make every span, metric and report carry it."""
+    for variable in ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"):
+        raw = os.environ.get(variable, "").strip()
+        if raw.isdigit() and int(raw) > 0:
+            return int(raw)
+    return DEFAULT_MAX_NAME_LENGTH
+
+
+DEFAULT_MAX_NAME_LENGTH = 256
+MAX_NAME_LENGTH = _name_limit()
+
+
+def _checked_name(name: Any) -> str:
+    """A ``str`` subclass as a plain ``str``; anything else is the caller's mistake, said at the call
+    (a name the exporter cannot encode would otherwise fail a whole batch of spans)."""
+    if isinstance(name, str):
+        return str(name)
+    raise TypeError(f"flowscope.operation(name): the name must be a str such as 'checkout', "
+                    f"got {type(name).__name__} {name!r:.60}")
 
 
 _CLEAN_TYPES = frozenset((int, float, bool))
