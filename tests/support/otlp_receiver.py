@@ -39,7 +39,8 @@ def _attributes(items: Any) -> dict[str, Any]:
 class OtlpReceiver:
     """gRPC and HTTP OTLP endpoints; ``metrics`` and ``spans`` hold what arrived."""
 
-    def __init__(self) -> None:
+    def __init__(self, http_port: int = 0) -> None:
+        self._requested_http_port = http_port
         self.metric_requests: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
         self.trace_requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
         self._lock = threading.Lock()
@@ -91,7 +92,7 @@ class OtlpReceiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._http = http.server.ThreadingHTTPServer(("127.0.0.1", self._requested_http_port), Handler)
         self.http_port = self._http.server_address[1]
         threading.Thread(target=self._http.serve_forever, daemon=True).start()
         return self
@@ -149,3 +150,26 @@ class OtlpReceiver:
             requests = list(self.trace_requests)
         return [(span.name, _attributes(span.attributes)) for request in requests
                 for rs in request.resource_spans for ss in rs.scope_spans for span in ss.spans]
+
+
+def main() -> None:
+    """Run as a process: ``python otlp_receiver.py HTTP_PORT`` prints ``ready`` and then the name
+    of every span received over HTTP, one per line, until killed (the fault-injection tests)."""
+    import sys
+
+    class Printing(OtlpReceiver):
+        def _add(self, box: list, message: Any) -> None:
+            super()._add(box, message)
+            if box is self.trace_requests:
+                for resource_spans in message.resource_spans:
+                    for scope_spans in resource_spans.scope_spans:
+                        for span in scope_spans.spans:
+                            print(span.name, flush=True)
+
+    with Printing(http_port=int(sys.argv[1])):
+        print("ready", flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

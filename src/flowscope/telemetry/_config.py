@@ -33,28 +33,27 @@ Design decisions:
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
-import time
 import tracemalloc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider, sampling
+from opentelemetry.sdk.trace import TracerProvider, sampling
 from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SpanExporter,
-    SpanExportResult,
 )
 
 from .._version import __version__
 from . import _operation
 from ._aggregator import BottleneckSpanProcessor
-from ._export import destination_of, quiet_exporter_logs, report_export_failure
+from ._export import ResilientSpanExporter, quiet_exporter_logs
 from ._health import health
 from ._metrics import MetricsSpanProcessor, setup_metrics
 from ._operation import settings
@@ -193,13 +192,20 @@ def _attach(telemetry: Telemetry, provider: TracerProvider | None, service_name:
             telemetry.exporter = "owner's"
     if provider is None:
         resource = Resource.create({"service.name": service_name} if service_name else {})
+        resilient: list[tuple[ResilientSpanExporter, Any]] = []   # (exporter, its batch processor)
+        # atexit runs hooks last-registered first: this one after the provider's own shutdown
+        atexit.register(lambda: [e.report_exit() for e, _ in resilient])
         provider = TracerProvider(resource=resource, sampler=_sampler(sampler, sampler_arg, warnings))
         telemetry.owns_provider = True
         telemetry.exporter, span_exporters, telemetry.protocol = _exporters(exporter, endpoint, protocol,
                                                                             headers, warnings)
         _add_processors(telemetry, provider)
         for span_exporter in span_exporters:   # one batch processor each, as the SDK's own set-up
-            provider.add_span_processor(counting_batch_processor(_CountingExporter(span_exporter)))
+            wrapped = ResilientSpanExporter(span_exporter)
+            resilient.append((wrapped, counting_batch_processor(wrapped)))
+            provider.add_span_processor(resilient[-1][1])
+        # ... and this one before it: the exports left at exit get a bounded time
+        atexit.register(lambda: [e.begin_exit(processor) for e, processor in resilient])
         trace.set_tracer_provider(provider)
     else:
         _add_processors(telemetry, provider)
@@ -394,37 +400,3 @@ def _warn(warnings: list[str], message: str) -> None:
     _logger.warning("flowscope: %s", message)
 
 
-class _CountingExporter(SpanExporter):
-    """Delegates to the real exporter; spans in a failed export are counted as dropped.
-
-    A circuit breaker: after a failed export, batches are dropped (and counted) at once for
-    ``cooldown_seconds`` instead of each waiting out the exporter's retries against an endpoint
-    that is down, so a dead collector cannot make flushing or interpreter exit hang for
-    minutes (measured before: 93 s to flush 200 spans in batches of 16; after: one timeout).
-    """
-
-    def __init__(self, inner: SpanExporter, cooldown_seconds: float = 30.0) -> None:
-        self.inner = inner
-        self.cooldown_seconds = cooldown_seconds
-        self._skip_until = 0.0
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if time.monotonic() < self._skip_until:
-            health.dropped(len(spans))
-            return SpanExportResult.FAILURE
-        try:
-            result = self.inner.export(spans)
-        except Exception:
-            health.failed("exporting spans")
-            result = SpanExportResult.FAILURE
-        if result is not SpanExportResult.SUCCESS:
-            self._skip_until = time.monotonic() + self.cooldown_seconds
-            health.dropped(len(spans))
-            report_export_failure("spans", destination_of(self.inner))
-        return result
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)

@@ -23,10 +23,17 @@ Design decisions:
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from ._health import health
 
 _logger = logging.getLogger("flowscope")
 
@@ -69,13 +76,19 @@ def quiet_exporter_logs() -> None:
             logger.addFilter(_capture)
 
 
-def report_export_failure(signal: str, destination: str) -> None:
-    """Warn once per signal ("spans", "metrics") that exporting to ``destination`` failed."""
+def report_export_failure(signal: str, destination: str, outage: bool = False) -> None:
+    """Warn that exporting ``signal`` ("spans", "metrics") to ``destination`` failed: once per
+    signal, or (``outage``: the span exporter, which also says when it is back) once per outage."""
     with _lock:
-        if signal in _reported:
+        if signal in _reported and not outage:
             return
         _reported.add(signal)
     reason = _capture.last or "the exporter reported a failure"
+    if outage:
+        _logger.warning("flowscope: cannot export %s over OTLP to %s (%s); retrying every few seconds, "
+                        "spans meanwhile are dropped and counted, the application is not affected",
+                        signal, destination, reason)
+        return
     _logger.warning("flowscope: cannot export %s over OTLP to %s (%s); they are dropped and counted, "
                     "the application is not affected (further export failures are not logged)",
                     signal, destination, reason)
@@ -112,3 +125,148 @@ class CountingMetricExporter(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+FIRST_COOLDOWN_SECONDS = 1.0
+MAX_COOLDOWN_SECONDS = 5.0
+DEFAULT_EXIT_TIMEOUT_SECONDS = 2.5
+PROBE_TIMEOUT_SECONDS = 1.0
+
+
+def exit_timeout_seconds() -> float:
+    """``FLOWSCOPE_EXPORT_EXIT_TIMEOUT`` (seconds, default 2.5): what exporting may add to exit."""
+    raw = os.environ.get("FLOWSCOPE_EXPORT_EXIT_TIMEOUT", "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_EXIT_TIMEOUT_SECONDS
+    except ValueError:
+        value = DEFAULT_EXIT_TIMEOUT_SECONDS
+    return value if value >= 0 else DEFAULT_EXIT_TIMEOUT_SECONDS
+
+
+class ResilientSpanExporter(SpanExporter):
+    """Delegates to the real span exporter; rides out outages and bounds the exit.
+
+    - Backoff: after a failed export, batches are dropped (and counted) at once for a cooldown
+      that starts at 1 s and doubles with each failure in a row, up to 5 s; the first batch after
+      it tries the backend again, with the exporter's timeout lowered to 1 s while the outage
+      lasts. A backend that comes back is used again within about 5 s, and a dead one costs one
+      short try per cooldown, not one exporter timeout per batch (before: one failure meant 30 s
+      of dropped spans, the receiver back or not).
+    - Logs: an outage is logged when it starts (with the exporter's reason, see
+      :func:`report_export_failure`) and when it ends, with its length and the spans it cost.
+    - Exit: :meth:`begin_exit` (an ``atexit`` hook that runs before the provider shuts down)
+      gives the exports left at most ``FLOWSCOPE_EXPORT_EXIT_TIMEOUT`` seconds in all (2.5 by
+      default): the exporter's own timeout is lowered to what remains, and what cannot be sent
+      in time is dropped, counted and said in one line by :meth:`report_exit`.
+    """
+
+    def __init__(self, inner: SpanExporter, destination: str | None = None) -> None:
+        self.inner = inner
+        self.destination = destination or destination_of(inner)
+        self._cooldown = 0.0
+        self._skip_until = 0.0
+        self._outage_started: float | None = None
+        self._dropped_in_outage = 0
+        self._exit_deadline: float | None = None
+        self._normal_timeout: float | None = None
+        self.exit_dropped = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        now = time.monotonic()
+        if now < self._skip_until or (self._exit_deadline is not None and now >= self._exit_deadline):
+            self._drop(len(spans))
+            return SpanExportResult.FAILURE
+        self._bound_timeout(now)
+        try:
+            result = self.inner.export(spans)
+        except Exception:
+            health.failed("exporting spans")
+            result = SpanExportResult.FAILURE
+        if result is SpanExportResult.SUCCESS:
+            self._recovered()
+        else:
+            self._failed(len(spans))
+        return result
+
+    def _drop(self, count: int) -> None:
+        health.dropped(count)
+        self._dropped_in_outage += count
+        if self._exit_deadline is not None:
+            self.exit_dropped += count
+
+    def _failed(self, count: int) -> None:
+        if self._outage_started is None and self._exit_deadline is None:
+            self._probe_timeout(True)
+        self._cooldown = min(MAX_COOLDOWN_SECONDS, self._cooldown * 2 or FIRST_COOLDOWN_SECONDS)
+        self._skip_until = time.monotonic() + self._cooldown
+        self._drop(count)
+        if self._outage_started is None:
+            self._outage_started = time.monotonic()
+            report_export_failure("spans", self.destination, outage=True)
+
+    def _recovered(self) -> None:
+        self._cooldown = 0.0
+        if self._outage_started is not None:
+            self._probe_timeout(False)
+            _logger.warning("flowscope: span export to %s is back after %.1f s; %d spans were dropped "
+                            "during the outage", self.destination, time.monotonic() - self._outage_started,
+                            self._dropped_in_outage)
+            self._outage_started = None
+            self._dropped_in_outage = 0
+
+    def _probe_timeout(self, probing: bool) -> None:
+        """While the backend is away, each try waits at most PROBE_TIMEOUT_SECONDS (the OTLP
+        exporters retry inside one export until their timeout, 10 s by default): a return is
+        noticed within a cooldown, and the batch queue does not wait behind a long retry loop."""
+        timeout = getattr(self.inner, "_timeout", None)
+        if not isinstance(timeout, (int, float)):
+            return
+        if probing:
+            self._normal_timeout = timeout
+            self.inner._timeout = min(timeout, PROBE_TIMEOUT_SECONDS)  # type: ignore[attr-defined]
+        elif self._normal_timeout is not None:
+            self.inner._timeout = self._normal_timeout  # type: ignore[attr-defined]
+
+    def _bound_timeout(self, now: float) -> None:
+        """During exit, the inner exporter's own timeout (``_timeout``, seconds, in the OTLP
+        exporters) is lowered to what remains of the exit budget."""
+        if self._exit_deadline is None:
+            return
+        timeout = getattr(self.inner, "_timeout", None)
+        if isinstance(timeout, (int, float)):
+            self.inner._timeout = max(0.05, min(timeout, self._exit_deadline - now))  # type: ignore[attr-defined]
+
+    def begin_exit(self, processor: Any, budget_seconds: float | None = None) -> None:
+        """Flush ``processor`` (the batch processor feeding this exporter) and shut it down
+        within the exit budget, before the provider's own shutdown would wait up to 30 s for it.
+
+        The SDK's batch processor joins its worker for the timeout it is given, then shuts the
+        exporter down (which aborts the OTLP exporters' retry loops); an export still stuck on a
+        socket is left to its daemon thread. Spans still queued then are counted as not exported.
+        """
+        budget = exit_timeout_seconds() if budget_seconds is None else budget_seconds
+        self._exit_deadline = time.monotonic() + budget
+        batch = getattr(processor, "_batch_processor", None)
+        try:
+            if batch is not None and hasattr(batch, "_queue"):
+                batch.shutdown(timeout_millis=budget * 1000)
+                left = len(batch._queue)
+                if left:
+                    health.dropped(left)
+                    self.exit_dropped += left
+            else:
+                processor.shutdown()
+        except Exception:
+            health.failed("flushing spans at exit")
+
+    def report_exit(self) -> None:
+        if self.exit_dropped:
+            _logger.warning("flowscope: %d spans were not exported at exit (%s unreachable within "
+                            "FLOWSCOPE_EXPORT_EXIT_TIMEOUT=%gs)", self.exit_dropped, self.destination,
+                            exit_timeout_seconds())
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
