@@ -215,3 +215,27 @@ def test_check_never_passes_on_queries_it_did_not_measure(tmp_path: Path) -> Non
     [statement] = unmeasured["statements"]
     assert statement["count"] == 4 and statement["call_site"].startswith("scenario.py:")
     assert result["passed"] is False and "none was measured" in result["unmeasured_only"]
+
+
+def test_two_endpoints_sharing_one_finding_show_it_once_with_both_operations(client) -> None:
+    from rich.console import Console
+
+    from flowscope.reports._terminal import print_recommendations
+
+    for path in ("/api/posts", "/api/feed"):
+        client.get(path)
+    report = process_report()
+    console = Console(record=True, width=200)
+
+    print_recommendations(report.recommendations, console)
+    html = report.to_html()
+
+    shared = [r for r in report.recommendations if r.kind == "n_plus_one"]
+    assert len(shared) == 2                                  # the data keeps one finding per operation
+    printed = console.export_text()
+    assert printed.count("N+1 query pattern in") == 1
+    other = ({"GET /api/posts", "GET /api/feed"} - {shared[0].operation}).pop()
+    assert f"also in: {other}" in printed
+    cards = html.split('<section id="recommendations">')[1].split("</section>")[0]
+    assert cards.count('<article class="rec') == len(report.recommendations) - 1
+    assert f"Also in 1 more: <code>{other}</code>" in html

@@ -81,3 +81,35 @@ class Recommendation:
 
 def most_valuable_first(recommendations: list[Recommendation]) -> list[Recommendation]:
     return sorted(recommendations, key=lambda r: r.value_score, reverse=True)
+
+
+@dataclass(frozen=True)
+class RecommendationGroup:
+    """One finding shared by several operations (the same statement, relationship and line):
+    shown once, with every operation it was found in. ``first`` is the most valuable of them."""
+
+    first: Recommendation
+    operations: tuple[str, ...]
+
+    @property
+    def others(self) -> tuple[str, ...]:
+        return self.operations[1:]
+
+
+def grouped(recommendations: list[Recommendation]) -> list[RecommendationGroup]:
+    """``recommendations`` (most valuable first) with the findings that share kind, statement,
+    relationship and line across operations folded into one group each, in that order.
+
+        >>> [(g.first.operation, g.others) for g in grouped(report.recommendations)]
+        [('GET /api/posts', ('GET /api/feed',)), ...]
+
+    Findings without a statement (slow operations, memory, ...) are their operation's own.
+    """
+    groups: dict[tuple, list[Recommendation]] = {}
+    for index, rec in enumerate(recommendations):
+        e = rec.evidence
+        key = ((rec.kind, e.fingerprint, e.relationship, e.call_site) if e.fingerprint is not None
+               else (rec.kind, index))
+        groups.setdefault(key, []).append(rec)
+    return [RecommendationGroup(recs[0], tuple(dict.fromkeys(r.operation for r in recs)))
+            for recs in groups.values()]

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import ChoiceLoader, Environment, PackageLoader, StrictUndefined
 
 from .._version import __version__
+from ..analysis._recommendation import grouped
 from ._units import format_bytes, format_seconds
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ def _environment(package: str) -> Environment:
     env.filters["ms"] = lambda v: f"{v:,.2f}"
     env.filters["seconds"] = format_seconds
     env.filters["bytes"] = format_bytes
+    env.filters["grouped"] = lambda recommendations: grouped(list(recommendations))
     return env
 
 

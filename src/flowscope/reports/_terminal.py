@@ -6,11 +6,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from ..analysis._recommendation import Recommendation, grouped
 from ._process_report import ProcessReport
 from ._traces import TraceView
 
@@ -57,15 +60,7 @@ def print_process_report(report: ProcessReport, console: Console, limit: int = 1
     if report.slowest_traces:
         console.print(_trace_tree(report.slowest_traces[0], limit))
 
-    console.print(f"[bold]Recommendations[/bold] ({len(report.recommendations)})")
-    if not report.recommendations:
-        console.print("  none: no measurement crossed a threshold", style="dim")
-    for rec in report.recommendations:
-        style = _SEVERITY_STYLE[rec.severity]
-        console.print(f"  [{style}]{rec.severity:<6}[/{style}] {rec.kind:<16} {rec.message}", soft_wrap=True)
-        if rec.evidence.fingerprint:
-            console.print(f"         statement: {rec.evidence.fingerprint}", style="dim", soft_wrap=True)
-        console.print(f"         fix: {rec.suggestion}", soft_wrap=True)
+    print_recommendations(report.recommendations, console)
     dropped = report.telemetry_health.get("dropped_spans", 0)
     failures = report.telemetry_health.get("failures", {})
     if dropped or failures:
@@ -86,6 +81,25 @@ def _trace_tree(trace: TraceView, limit: int) -> Tree:
     if hidden:
         tree.add(f"... and {hidden} more spans", style="dim")
     return tree
+
+
+def print_recommendations(recommendations: Sequence[Recommendation], console: Console) -> None:
+    """Most valuable first; a finding several operations share (same statement, relationship
+    and line) is printed once, with the other operations listed."""
+    groups = grouped(list(recommendations))
+    console.print(f"[bold]Recommendations[/bold] ({len(recommendations)}"
+                  + (f", {len(groups)} distinct" if len(groups) != len(recommendations) else "") + ")")
+    if not recommendations:
+        console.print("  none: no measurement crossed a threshold", style="dim")
+    for group in groups:
+        rec = group.first
+        style = _SEVERITY_STYLE[rec.severity]
+        console.print(f"  [{style}]{rec.severity:<6}[/{style}] {rec.kind:<16} {rec.message}", soft_wrap=True)
+        if group.others:
+            console.print(f"         also in: {', '.join(group.others)}", soft_wrap=True)
+        if rec.evidence.fingerprint:
+            console.print(f"         statement: {rec.evidence.fingerprint}", style="dim", soft_wrap=True)
+        console.print(f"         fix: {rec.suggestion}", soft_wrap=True)
 
 
 def print_unmeasured(report: ProcessReport, console: Console) -> None:
