@@ -31,6 +31,7 @@ from .errors import (
     WorkflowClassNotFoundError,
     WorkflowDefinitionError,
     WorkflowError,
+    WorkflowInputError,
 )
 
 DEFAULT_DATABASE_URL = "sqlite:///flowscope.db"
@@ -38,6 +39,6 @@ DEFAULT_DATABASE_URL = "sqlite:///flowscope.db"
 __all__ = [
     "ActionFailure", "Base", "ContextSerializationError", "DEFAULT_DATABASE_URL", "DetachedExecutionError",
     "InvalidActionError", "NotAWorkflowError", "StaleExecutionError", "StepDefinition", "Workflow",
-    "WorkflowClassNotFoundError", "WorkflowDefinitionError", "WorkflowError", "WorkflowExecution",
+    "WorkflowClassNotFoundError", "WorkflowDefinitionError", "WorkflowError", "WorkflowExecution", "WorkflowInputError",
     "WorkflowTransition", "create_schema", "guard", "on", "perform_action", "start_workflow", "step",
 ]

@@ -97,6 +97,7 @@ class Workflow:
                     handlers.setdefault(value.__workflow_handler_for__, []).append(attr)
                 elif callable(value) and hasattr(value, "__workflow_guard_for__"):
                     guards.setdefault(value.__workflow_guard_for__, []).append(attr)
+        _validate_names(cls, steps)   # before setattr: a step named __dict__ must not get that far
         for step_name, named_step in steps.items():
             setattr(cls, step_name, named_step)
         cls.steps = MappingProxyType(steps)
@@ -122,6 +123,38 @@ class Workflow:
     @classmethod
     def final_steps(cls) -> list[str]:
         return [name for name, s in cls.steps.items() if s.is_final]
+
+
+# The columns that store them (workflow_executions.current_step, workflow_transitions.action/
+# from_step/to_step are String(100); workflow_class is String(255)): what every supported
+# database can store, checked when the class statement runs rather than at the first write.
+MAX_STEP_OR_ACTION_LENGTH = 100
+MAX_IMPORT_PATH_LENGTH = 255
+
+
+def _validate_names(cls: type, steps: Mapping[str, StepDefinition]) -> None:
+    name = cls.__qualname__
+    path = f"{cls.__module__}:{cls.__qualname__}"
+    if len(path) > MAX_IMPORT_PATH_LENGTH:
+        raise WorkflowDefinitionError(name, f"its import path {path[:60]!r}... is {len(path)} characters; "
+                                            f"at most {MAX_IMPORT_PATH_LENGTH} can be stored")
+    reserved = _reserved_names()
+    for step_name, definition in steps.items():
+        if step_name.startswith("__") and step_name.endswith("__") or step_name in reserved:
+            raise WorkflowDefinitionError(name, f"step {step_name!r} clashes with a Python or Workflow "
+                                                f"attribute of the same name; rename the step", step=step_name)
+        for kind, value in [("step", step_name)] + [("action", a) for a in definition.actions]:
+            if (not value or "\x00" in value or len(value) > MAX_STEP_OR_ACTION_LENGTH
+                    or value.encode("utf-8", "replace").decode("utf-8") != value):
+                raise WorkflowDefinitionError(
+                    name, f"{kind} name {value[:40]!r} cannot be stored: use 1 to {MAX_STEP_OR_ACTION_LENGTH} "
+                          f"characters of valid Unicode, no NUL (got {len(value)})", step=step_name)
+
+
+def _reserved_names() -> frozenset[str]:
+    """The attributes every workflow class has (``steps``, ``import_path``, ...): a step of that
+    name would replace them."""
+    return frozenset(n for n in vars(Workflow) if not n.startswith("__"))
 
 
 def _validate(cls: type[Workflow]) -> None:

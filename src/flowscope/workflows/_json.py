@@ -23,7 +23,14 @@ def checked_json_object(value: Any, where: str) -> dict[str, Any]:
         round_trip = json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as err:
         raise ContextSerializationError(where, str(err)) from None
-    if round_trip != value:
+    except RecursionError:   # nested deeper than the interpreter's recursion limit
+        raise ContextSerializationError(where, "it is nested too deeply to store (keep it under a few hundred "
+                                               "levels, or store the deep part elsewhere)") from None
+    try:
+        same = round_trip == value
+    except RecursionError:
+        raise ContextSerializationError(where, "it is nested too deeply to compare after a round trip") from None
+    if not same:
         raise ContextSerializationError(
             where, "it would not read back unchanged (non-string keys or tuples?); use str keys and lists")
     return value

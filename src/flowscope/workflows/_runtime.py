@@ -32,6 +32,7 @@ from .errors import (
     NotAWorkflowError,
     StaleExecutionError,
     WorkflowClassNotFoundError,
+    WorkflowInputError,
 )
 
 if TYPE_CHECKING:
@@ -57,6 +58,30 @@ step_actions_cache: Any = None
 available_actions_cache: Any = None
 
 
+MAX_USER_LENGTH = 255   # workflow_transitions.user and workflow_executions.assigned_to are String(255)
+
+
+def _checked_user(value: Any, where: str) -> str | None:
+    """``value`` if it is ``None`` or a string every supported database stores as given; a
+    :class:`WorkflowInputError` otherwise (a user id as an int is the caller's to format)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise WorkflowInputError(where, value, "must be a str (a user name or id) or None")
+    if len(value) > MAX_USER_LENGTH or "\x00" in value or not _encodable(value):
+        raise WorkflowInputError(where, value, f"must be at most {MAX_USER_LENGTH} characters of valid "
+                                               f"Unicode (no NUL, no lone surrogate)")
+    return str(value)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:   # a lone surrogate: no database driver can send it
+        return False
+
+
 def start_workflow(session: Session, workflow: type[Workflow], workflowable: Any = None,
                    context: dict[str, Any] | None = None, assigned_to: str | None = None) -> WorkflowExecution:
     """Create and commit a new execution of ``workflow`` at its initial step."""
@@ -70,6 +95,7 @@ def _start_workflow(session: Session, workflow: type[Workflow], workflowable: An
     if not (isinstance(workflow, type) and issubclass(workflow, Workflow) and workflow is not Workflow):
         raise NotAWorkflowError(workflow)
     context = checked_json_object(context, "context")
+    assigned_to = _checked_user(assigned_to, "start_workflow(assigned_to=...)")
     execution = _models.WorkflowExecution(
         workflow_class=workflow.import_path(),
         current_step=workflow.initial_step,
@@ -185,6 +211,7 @@ def perform_action(execution: WorkflowExecution, action: str, user: str | None =
 
 def _perform_action(execution: WorkflowExecution, action: str, user: str | None,
                     additional_context: dict[str, Any] | None) -> WorkflowTransition:
+    user = _checked_user(user, "perform_action(user=...)")
     session = _session_of(execution)
     definition = execution.workflow_definition
     from_step = execution.current_step

@@ -29,6 +29,15 @@ class WorkflowDefinitionError(WorkflowError):
         super().__init__(f"workflow {workflow}: {message}")
 
 
+class WorkflowInputError(WorkflowError, ValueError):
+    """A value the engine would store is not one every supported database can store (a user or
+    assignee that is not a short string); raised before anything is written."""
+
+    def __init__(self, where: str, value: object, reason: str):
+        self.where = where
+        super().__init__(f"{where} {reason}, got {type(value).__name__} {value!r:.80}")
+
+
 class InvalidActionError(WorkflowError):
     """The action does not exist, or is not available at the execution's current step."""
 
