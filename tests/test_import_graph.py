@@ -21,8 +21,8 @@ PACKAGE = SRC / "flowscope"
 
 # Bottom to top. A library layer never imports examples, demo or cli (they sit above it).
 LAYERS = ("_version", "workflows", "telemetry", "analysis", "reports", "benchmark", "ci", "performance",
-          "integrations", "examples", "demo", "cli")
-LIBRARY = LAYERS[:LAYERS.index("integrations") + 1]
+          "integrations", "testing", "examples", "demo", "cli")
+LIBRARY = LAYERS[:LAYERS.index("testing") + 1]
 MAX_MODULES_PER_FOLDER = 20
 _MODULE_STRING = re.compile(r"^flowscope(\.[A-Za-z_]\w*)+$")
 

@@ -21,6 +21,7 @@ from fnmatch import fnmatchcase
 from opentelemetry.sdk.trace import ReadableSpan
 
 from ..telemetry import OperationStats, frame_of
+from ..telemetry._frames import OperationFrame
 from ..telemetry import _attributes as attr
 from ..telemetry.sql._tallies import is_per_row_read, is_per_row_write, tallies_by_fingerprint
 from ..telemetry.sql._text import is_write_statement
@@ -97,17 +98,9 @@ def observations_from_spans(spans: Iterable[ReadableSpan]) -> list[StatementObse
         if frame is None or operation is None:
             continue
         context = span.context
-        for key, tally in tallies_by_fingerprint(frame.statements).items():
-            obs = StatementObservation(
-                operation=str(operation), fingerprint=key, executions=tally.count,
-                distinct_parameter_sets=tally.distinct_parameter_sets, most_identical=tally.most_identical,
-                total_ms=tally.seconds * 1000.0, span_query_count=frame.query_count,
-                trace_id=f"{context.trace_id:032x}" if context else "",
-                span_id=f"{context.span_id:016x}" if context else "",
-                relationship=tally.relationship, call_site=tally.call_site,
-                enclosing=frame.enclosing_names() if frame.parent is not None else (),
-                loader_executions=tally.loader_count, values_per_execution=tally.values_per_execution,
-                from_flush=tally.from_flush)
+        trace_id = f"{context.trace_id:032x}" if context else ""
+        span_id = f"{context.span_id:016x}" if context else ""
+        for obs in observations_from_frame(str(operation), frame, trace_id, span_id):
             key = (obs.operation, obs.fingerprint)
             seen = worst.get(key)
             if seen is None or obs.executions > seen.executions:
@@ -115,6 +108,21 @@ def observations_from_spans(spans: Iterable[ReadableSpan]) -> list[StatementObse
             else:
                 worst[key] = _with_spans(seen, seen.spans + 1)
     return list(worst.values())
+
+
+def observations_from_frame(operation: str, frame: OperationFrame, trace_id: str = "",
+                            span_id: str = "") -> list[StatementObservation]:
+    """One operation's statements, from its query frame (open or closed): what the rules read
+    about one span, e.g. a test's, before the span has reached any processor."""
+    return [StatementObservation(
+        operation=operation, fingerprint=key, executions=tally.count,
+        distinct_parameter_sets=tally.distinct_parameter_sets, most_identical=tally.most_identical,
+        total_ms=tally.seconds * 1000.0, span_query_count=frame.query_count, trace_id=trace_id, span_id=span_id,
+        relationship=tally.relationship, call_site=tally.call_site,
+        enclosing=frame.enclosing_names() if frame.parent is not None else (),
+        loader_executions=tally.loader_count, values_per_execution=tally.values_per_execution,
+        from_flush=tally.from_flush)
+        for key, tally in tallies_by_fingerprint(frame.statements).items()]
 
 
 def observations_from_stats(operations: Iterable[OperationStats]) -> list[StatementObservation]:

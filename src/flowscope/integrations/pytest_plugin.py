@@ -1,0 +1,210 @@
+"""flowscope's pytest plugin (the ``pytest11`` entry point ``flowscope``): each test an operation.
+
+    $ pytest --flowscope                               # or with FLOWSCOPE_AUTO_INSTRUMENT=true
+    $ pytest --flowscope --flowscope-nplusone=error    # a test with an N+1 fails, with its evidence
+
+    @pytest.mark.query_budget(5)                        # more than 5 queries fails the test
+    def test_list_page(client, flowscope_monitor):
+        client.get("/api/posts")
+        assert flowscope_monitor.queries <= 5
+
+Opt-in: installed, it changes nothing in a test run until ``--flowscope`` is given or
+``FLOWSCOPE_AUTO_INSTRUMENT`` is set; its marker is always registered and its fixture always
+available, and a ``query_budget`` marker is enforced whenever a test carries one.
+
+When on, each test's call phase (for unittest classes: setUp, the test and tearDown) is an
+operation named by the test's node id, started under no span, with the installed OpenTelemetry
+instrumentations on (a request through a Flask or FastAPI test client is a nested operation);
+the end of the run prints each test's query findings, worst first, with its test and line (one
+line for a finding several tests share), and ``FLOWSCOPE_REPORT_JSON`` / ``FLOWSCOPE_REPORT_HTML``
+are honoured (the process report: there a request's finding belongs to the request).
+
+Design decisions: nothing of flowscope is imported until the plugin is on or a marker is met
+(the entry point loads this module in every pytest run of the environment); the per-test rules
+read the test's own query frame as the test ends, before its span reaches any processor.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+_ON_VALUES = ("1", "true", "yes", "on")
+_NPLUSONE_MODES = ("error", "warn", "off")
+_FRAME = pytest.StashKey[Any]()
+_STATE = pytest.StashKey["_PluginState"]()
+MAX_SUMMARY_LINES = 20
+
+
+class _PluginState:
+    def __init__(self, nplusone: str) -> None:
+        self.nplusone = nplusone
+        self.findings: list[Any] = []   # every test's query findings (Recommendation), for the summary
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("flowscope", "flowscope: each test an operation, N+1 and query budgets")
+    group.addoption("--flowscope", action="store_true", default=False,
+                    help="measure each test as a flowscope operation (also on with FLOWSCOPE_AUTO_INSTRUMENT)")
+    group.addoption("--flowscope-nplusone", choices=_NPLUSONE_MODES, default="warn",
+                    help="an N+1 inside a test: fail it (error), list it at the end (warn, default), or ignore it")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    """Switched on, flowscope and the installed instrumentations start before any conftest is
+    imported: an instrumentation patches its framework's classes (``flask.Flask``), so a conftest
+    that imports the application first would keep the unpatched ones."""
+    if _enabled(early_config):
+        _switch_on()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "query_budget(n): the test fails when it runs more than n SQL queries "
+                                       "(flowscope)")
+    if not _enabled(config):
+        return
+    _switch_on()
+    config.stash[_STATE] = _PluginState(config.getoption("--flowscope-nplusone"))
+
+
+def _switch_on() -> None:
+    import flowscope
+    from flowscope.telemetry._contrib import instrument_installed
+
+    telemetry = flowscope.configure()
+    if not telemetry.disabled:
+        instrument_installed()   # idempotent: skips what is already instrumented
+
+
+def _enabled(config: pytest.Config) -> bool:
+    known = getattr(config, "known_args_namespace", None)
+    switched = getattr(known, "flowscope", False) or config.getoption("--flowscope", default=False)
+    return bool(switched) or os.environ.get("FLOWSCOPE_AUTO_INSTRUMENT", "").strip().lower() in _ON_VALUES
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    state = item.config.stash.get(_STATE, None)
+    budget_marker = item.get_closest_marker("query_budget")
+    if state is None and budget_marker is None:
+        return (yield)
+    import flowscope
+    from opentelemetry import context as otel_context
+
+    from flowscope.telemetry._frames import innermost_frame
+
+    from ._query_budget import _valid_budget, check_budget
+
+    budget = _valid_budget(budget_marker.args[0] if budget_marker.args else budget_marker.kwargs.get("n")) \
+        if budget_marker is not None else None
+    flowscope.configure()
+    token = otel_context.attach(otel_context.Context())   # nested under nothing
+    try:
+        with flowscope.operation(item.nodeid):
+            frame = innermost_frame()
+            item.stash[_FRAME] = frame
+            result = yield
+    finally:
+        otel_context.detach(token)
+    if budget is not None:
+        check_budget(frame, budget, item.nodeid)
+    if state is not None:
+        _judge(item, frame, state)
+    return result
+
+
+def _judge(item: pytest.Item, frame: Any, state: _PluginState) -> None:
+    """The test's query findings, from its own frame (requests inside it included): kept for the
+    summary; an N+1 fails the test under ``--flowscope-nplusone=error``."""
+    from flowscope.analysis._findings import Thresholds, observations_from_frame, query_findings
+
+    findings = query_findings(observations_from_frame(item.nodeid, frame), Thresholds())
+    if state.nplusone == "off":
+        findings = [r for r in findings if r.kind != "n_plus_one"]
+    state.findings.extend(findings)
+    n_plus_ones = [r for r in findings if r.kind == "n_plus_one"]
+    lines = [f"{r.message}\n    statement: {r.evidence.fingerprint}\n    fix: {r.suggestion}" for r in n_plus_ones]
+    if lines and state.nplusone == "error":
+        pytest.fail(f"N+1 query pattern in {item.nodeid} (--flowscope-nplusone=error):\n" + "\n".join(lines),
+                    pytrace=False)
+    for line in lines:   # warn: listed at the end of the run, and in JUnit XML as properties
+        item.user_properties.append(("flowscope_n_plus_one", line))
+
+
+@pytest.fixture
+def flowscope_monitor(request: pytest.FixtureRequest) -> Iterator[TestMeasurement]:
+    """The running test's measurement: its queries so far, their statements, its findings.
+
+    With the plugin on it reads the test's own operation; without, it opens an operation of its
+    own for as long as the fixture lives (the rest of the set-up, the test, the tear-down).
+    """
+    import flowscope
+    from flowscope.telemetry._frames import innermost_frame
+
+    if request.config.stash.get(_STATE, None) is not None:
+        yield TestMeasurement(request.node, None)
+        return
+    flowscope.configure()
+    with flowscope.operation(f"{request.node.nodeid} (flowscope_monitor)"):
+        yield TestMeasurement(request.node, innermost_frame())
+
+
+class TestMeasurement:
+    """What ``flowscope_monitor`` gives a test."""
+
+    __test__ = False   # not a test class, whatever pytest's naming rules say
+
+    def __init__(self, item: pytest.Item, frame: Any) -> None:
+        self._item, self._own = item, frame
+
+    @property
+    def frame(self) -> Any:
+        return self._own if self._own is not None else self._item.stash.get(_FRAME, None)
+
+    @property
+    def queries(self) -> int:
+        """Queries run so far in this test (nested operations included)."""
+        frame = self.frame
+        return frame.query_count if frame is not None else 0
+
+    def statements(self) -> str:
+        """The statements so far, most executed first, with counts and lines."""
+        from ._query_budget import describe_statements
+
+        return describe_statements(self.frame) if self.frame is not None else ""
+
+    def recommendations(self) -> list[Any]:
+        """The query findings of this test so far (N+1, repeated queries, write loops, ...)."""
+        from flowscope.analysis._findings import Thresholds, observations_from_frame, query_findings
+
+        frame = self.frame
+        return query_findings(observations_from_frame(self._item.nodeid, frame), Thresholds()) if frame else []
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    if state is None:
+        return
+    from flowscope.analysis._recommendation import grouped, most_valuable_first
+    from flowscope.performance import process_report
+
+    report = process_report()
+    terminalreporter.section("flowscope")
+    groups = grouped(most_valuable_first(state.findings))
+    terminalreporter.write_line(f"{len(report.operations)} operations measured, {report.measured_queries} queries; "
+                                f"{len(state.findings)} findings in tests ({len(groups)} distinct), worst first")
+    for group in groups[:MAX_SUMMARY_LINES]:
+        rec = group.first
+        at = f" at {rec.evidence.call_site}" if rec.evidence.call_site else ""
+        also = f" (and {len(group.others)} more tests)" if group.others else ""
+        what = f"{rec.evidence.relationship} " if rec.evidence.relationship else ""
+        terminalreporter.write_line(f"  {rec.severity:<6} {rec.kind:<14} {what}in {rec.operation}{also}{at}")
+    if len(groups) > MAX_SUMMARY_LINES:
+        terminalreporter.write_line(f"  ... and {len(groups) - MAX_SUMMARY_LINES} more (FLOWSCOPE_REPORT_HTML=...)")
+    if report.unmeasured.queries:
+        terminalreporter.write_line(f"  {report.unmeasured.queries} queries ran outside any test's call phase "
+                                    f"(fixtures, collection): not measured")
