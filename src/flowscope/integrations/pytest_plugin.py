@@ -72,10 +72,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _switch_on() -> None:
-    import flowscope
+    from flowscope.telemetry import configure
     from flowscope.telemetry._contrib import instrument_installed
 
-    telemetry = flowscope.configure()
+    telemetry = configure()
     if not telemetry.disabled:
         instrument_installed()   # idempotent: skips what is already instrumented
 
@@ -92,19 +92,19 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     budget_marker = item.get_closest_marker("query_budget")
     if state is None and budget_marker is None:
         return (yield)
-    import flowscope
     from opentelemetry import context as otel_context
 
+    from flowscope.telemetry import configure, operation
     from flowscope.telemetry._frames import innermost_frame
 
     from ._query_budget import _valid_budget, check_budget
 
     budget = _valid_budget(budget_marker.args[0] if budget_marker.args else budget_marker.kwargs.get("n")) \
         if budget_marker is not None else None
-    flowscope.configure()
+    configure()
     token = otel_context.attach(otel_context.Context())   # nested under nothing
     try:
-        with flowscope.operation(item.nodeid):
+        with operation(item.nodeid):
             frame = innermost_frame()
             item.stash[_FRAME] = frame
             result = yield
@@ -142,14 +142,14 @@ def flowscope_monitor(request: pytest.FixtureRequest) -> Iterator[TestMeasuremen
     With the plugin on it reads the test's own operation; without, it opens an operation of its
     own for as long as the fixture lives (the rest of the set-up, the test, the tear-down).
     """
-    import flowscope
+    from flowscope.telemetry import configure, operation
     from flowscope.telemetry._frames import innermost_frame
 
     if request.config.stash.get(_STATE, None) is not None:
         yield TestMeasurement(request.node, None)
         return
-    flowscope.configure()
-    with flowscope.operation(f"{request.node.nodeid} (flowscope_monitor)"):
+    configure()
+    with operation(f"{request.node.nodeid} (flowscope_monitor)"):
         yield TestMeasurement(request.node, innermost_frame())
 
 
