@@ -18,10 +18,10 @@ from support.scenarios import LAZY_BOOKS as SCENARIO
 
 
 
-def run_check(tmp_path: Path, *args: str, eager: bool = False) -> subprocess.CompletedProcess:
+def run_check(tmp_path: Path, *args: str, eager: bool = False, ids_only: bool = False) -> subprocess.CompletedProcess:
     scenario = tmp_path / "scenario.py"
     scenario.write_text(textwrap.dedent(SCENARIO))
-    script_args = [str(tmp_path / "books.db")] + (["--eager"] if eager else [])
+    script_args = [str(tmp_path / "books.db")] + (["--eager"] if eager else []) + (["--ids-only"] if ids_only else [])
     return subprocess.run([sys.executable, "-c", "from flowscope.cli import main; main()", "check", *args,
                            str(scenario), *script_args], capture_output=True, text=True, timeout=120,
                           cwd=tmp_path)
@@ -52,7 +52,7 @@ def test_github_annotations_put_the_n_plus_one_on_the_line_that_runs_it(tmp_path
 
     assert done.returncode == 1, done.stdout + done.stderr
     line = 1 + textwrap.dedent(SCENARIO).splitlines().index(
-        "        names = [book.author.name for book in session.scalars(query)]")
+        "            names = [book.author.name for book in session.scalars(query)]")
     [n_plus_one] = [a for a in done.stdout.splitlines() if a.startswith("::") and "n_plus_one" in a]
     assert n_plus_one.startswith(f"::error file=scenario.py,line={line},title=flowscope n_plus_one in list_books::")
     assert "%0AFix: Eager-load the relationship: .options(selectinload(Book.author))" in n_plus_one
@@ -67,7 +67,7 @@ def test_junit_xml_has_a_failing_test_case_per_finding_at_its_line(tmp_path: Pat
     suite = ET.parse(tmp_path / "check.xml").getroot().find("testsuite")
     [case] = [c for c in suite.iter("testcase") if c.get("classname") == "flowscope.n_plus_one"]
     line = 1 + textwrap.dedent(SCENARIO).splitlines().index(
-        "        names = [book.author.name for book in session.scalars(query)]")
+        "            names = [book.author.name for book in session.scalars(query)]")
     assert (case.get("name"), case.get("file"), case.get("line")) == ("list_books: n_plus_one", "scenario.py", str(line))
     failure = case.find("failure")
     assert failure is not None and "selectinload(Book.author)" in failure.text
@@ -108,6 +108,20 @@ def test_the_same_scenario_with_eager_loading_passes(tmp_path: Path) -> None:
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "check passed" in done.stdout and "list_books" in done.stdout
+
+
+def test_an_eager_load_the_scenario_never_reads_is_an_unused_eager_load_at_its_line(tmp_path: Path) -> None:
+    done = run_check(tmp_path, "--fail-on", "low", "--json", str(tmp_path / "check.json"), eager=True, ids_only=True)
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    failing = json.loads((tmp_path / "check.json").read_text())["failing"]
+    [rec] = [r for r in failing if r["kind"] == "unused_eager_load"]
+    line = 1 + textwrap.dedent(SCENARIO).splitlines().index(
+        "            ids = [book.id for book in session.scalars(query)]")
+    assert (rec["kind"], rec["operation"], rec["evidence"]["relationship"]) == (
+        "unused_eager_load", "list_books", "Book.author")
+    assert rec["evidence"]["call_site"].startswith(f"scenario.py:{line} ")
+    assert rec["evidence"]["spans"] == 3 and rec["evidence"]["value"] == 30     # 30 authors, in each of 3 runs
 
 
 def test_fail_on_never_reports_without_failing(tmp_path: Path) -> None:

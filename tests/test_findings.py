@@ -318,6 +318,31 @@ def test_per_operation_thresholds_apply_to_the_operations_their_glob_matches(
         Thresholds(per_operation={"x": 5})
 
 
+@pytest.mark.parametrize("source", ["execution spans", "process statistics"])
+def test_high_query_count_judges_an_enclosing_operation_on_the_queries_it_ran_itself(
+        session: Session, telemetry: Telemetry, source: str) -> None:
+    thresholds = Thresholds(high_query_count=5)
+    monitor = job_monitor(session, thresholds)
+
+    with monitor.monitor_operation("suite"):           # 2 queries of its own around 2 chatty ones
+        select_loop(session, 1)
+        for _ in range(2):
+            with monitor.monitor_operation("request"):
+                select_loop(session, 6, same_parameters=True)
+        select_loop(session, 1)
+    with monitor.monitor_operation("busy suite"):      # 6 of its own, and a chatty nested one
+        select_loop(session, 6, same_parameters=True)
+        with monitor.monitor_operation("request"):
+            select_loop(session, 6, same_parameters=True)
+
+    found = recommendations(monitor) if source == "execution spans" else list(
+        process_report(thresholds=thresholds).recommendations)
+    counted = {r.operation: r for r in of_kind(found, "high_query_count")}
+    assert set(counted) == {"request", "busy suite"}            # "suite" ran 2 itself: not chatty
+    assert counted["busy suite"].evidence.value == 6
+    assert "runs 6 queries of its own (12 with its nested operations)" in counted["busy suite"].message
+
+
 def test_high_query_count_is_silent_below_its_threshold(session: Session, telemetry: Telemetry) -> None:
     monitor = job_monitor(session, Thresholds(high_query_count=5))
 

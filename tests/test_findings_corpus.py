@@ -8,6 +8,8 @@ Two steps per database:
    report's ``n_plus_one``, ``repeated_query`` and ``write_loop`` findings are matched to the labels
    by (operation, kind, relationship). Precision and recall must be 1.0; every N+1 and write loop
    names a line of the corpus file; nothing else fires.
+An eager-load label is proven by its lazy twin (the scenario with ``lazyload`` as its loader): an
+unread eager load leaves the twin with no load of the relationship, a read one with lazy loads.
 
 Async scenarios run on an ``AsyncSession`` (aiosqlite; psycopg's async mode on PostgreSQL).
 """
@@ -21,14 +23,14 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, event
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import lazyload, sessionmaker
 
 import flowscope
 from flowscope.performance import process_report
-from flowscope.telemetry import Telemetry
+from flowscope.telemetry import Telemetry, install_eager_load_audit, uninstall_eager_load_audit
 from support import findings_corpus as corpus
 
-RULE_KINDS = ("n_plus_one", "repeated_query", "write_loop")
+RULE_KINDS = ("n_plus_one", "repeated_query", "write_loop", "unused_eager_load")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -47,17 +49,25 @@ def world(request: pytest.FixtureRequest, tmp_path) -> Iterator[corpus.World]:
     engine.dispose()
 
 
-def run(scenario: corpus.Scenario, world: corpus.World) -> None:
+def run(scenario: corpus.Scenario, world: corpus.World, **loader: object) -> None:
     if scenario.is_async:
-        asyncio.run(scenario.run(world))
+        asyncio.run(scenario.run(world, **loader))
     else:
-        scenario.run(world)
+        scenario.run(world, **loader)
+
+
+@pytest.fixture
+def eager_load_audit() -> Iterator[None]:
+    install_eager_load_audit()
+    yield
+    uninstall_eager_load_audit()
 
 
 def test_the_corpus_covers_every_pattern_with_at_least_30_scenarios() -> None:
     kinds = Counter(kind for s in corpus.SCENARIOS for kind, _ in s.expected)
     assert len(corpus.SCENARIOS) >= 30
     assert kinds["n_plus_one"] >= 10 and kinds["write_loop"] >= 3 and kinds["repeated_query"] >= 2
+    assert kinds["unused_eager_load"] >= 3
     assert sum(1 for s in corpus.SCENARIOS if not s.expected) >= 12      # the patterns that must stay silent
     assert sum(1 for s in corpus.SCENARIOS if s.is_async) >= 3
 
@@ -73,18 +83,22 @@ def test_every_label_is_true_by_the_sql_that_ran(world: corpus.World, telemetry:
         event.listen(engine, "before_cursor_execute", count)
     try:
         for scenario in corpus.SCENARIOS:
-            sent.clear()
-            run(scenario, world)
-            proof = scenario.proof
-            if proof is None:
-                continue
-            matching = [(s, p) for s, p in sent if proof.fragment.lower() in s.lower()]
-            distinct = len(set(matching))
-            if len(matching) != proof.executions:
-                wrong.append(f"{scenario.name}: {proof.fragment!r} ran {len(matching)} times, "
-                             f"labelled {proof.executions}")
-            elif proof.executions > 1 and proof.distinct_parameters != (distinct == len(matching)):
-                wrong.append(f"{scenario.name}: {distinct} distinct of {len(matching)}")
+            runs = [(scenario.proof, {})]
+            if scenario.lazy_proof is not None:
+                runs.append((scenario.lazy_proof, {"loader": lazyload}))
+            for proof, loader in runs:
+                sent.clear()
+                run(scenario, world, **loader)
+                if proof is None:
+                    continue
+                matching = [(s, p) for s, p in sent if proof.fragment.lower() in s.lower()]
+                distinct = len(set(matching))
+                name = f"{scenario.name} (lazy twin)" if loader else scenario.name
+                if len(matching) != proof.executions:
+                    wrong.append(f"{name}: {proof.fragment!r} ran {len(matching)} times, "
+                                 f"labelled {proof.executions}")
+                elif proof.executions > 1 and proof.distinct_parameters != (distinct == len(matching)):
+                    wrong.append(f"{name}: {distinct} distinct of {len(matching)}")
     finally:
         for engine in (world.engine, world.async_sessions.kw["bind"].sync_engine):
             event.remove(engine, "before_cursor_execute", count)
@@ -93,7 +107,8 @@ def test_every_label_is_true_by_the_sql_that_ran(world: corpus.World, telemetry:
     assert set(telemetry.aggregator.operation_names()) <= {s.owner for s in corpus.SCENARIOS if s.owner}
 
 
-def test_the_rules_find_exactly_the_labelled_patterns(world: corpus.World, telemetry: Telemetry) -> None:
+def test_the_rules_find_exactly_the_labelled_patterns(world: corpus.World, telemetry: Telemetry,
+                                                      eager_load_audit: None) -> None:
     for scenario in corpus.SCENARIOS:
         with flowscope.operation(scenario.operation):
             run(scenario, world)
@@ -109,8 +124,9 @@ def test_the_rules_find_exactly_the_labelled_patterns(world: corpus.World, telem
     assert (outcome.precision, outcome.recall) == (1.0, 1.0)
     assert len(found) == len(set(found))                             # one finding per pattern
     for rec in findings:
-        if rec.kind in ("n_plus_one", "write_loop"):
+        if rec.kind in ("n_plus_one", "write_loop", "unused_eager_load"):
             assert rec.evidence.call_site and "findings_corpus.py:" in rec.evidence.call_site, rec.message
+        if rec.kind in ("n_plus_one", "write_loop"):
             assert rec.estimated_savings.queries > 0
 
 

@@ -147,6 +147,21 @@ def test_nplusone_error_fails_the_test_with_the_relationship_statement_count_and
         "*selectinload(Post.author)*"])
 
 
+def test_an_eager_load_no_code_of_the_test_reads_is_in_the_summary(project: pytest.Pytester) -> None:
+    project.makepyfile(test_titles='''
+def test_titles(client):
+    assert len(client.get("/api/titles").json) == 12
+''')
+    written = (project.path / "flask_app.py").read_text().splitlines()
+    line = next(i for i, text in enumerate(written, 1) if "# the unused eager load" in text)
+
+    result = project.runpytest_subprocess("test_titles.py", "--flowscope", "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*unused_eager_load Post.author in test_titles.py::test_titles "
+                                 f"at flask_app.py:{line} in list_titles"])
+
+
 def test_query_budgets_fail_over_the_budget_listing_the_statements_plugin_or_not(project: pytest.Pytester) -> None:
     for switch in ((), ("--flowscope",)):
         result = project.runpytest_subprocess("test_budgets.py", *switch, "-p", "no:cacheprovider")

@@ -4,8 +4,11 @@ Each :class:`Scenario` runs one pattern, as an application would write it, again
 schema (authors, posts, tags, a category tree, an event log) on a real database, and carries its
 label: the findings it must produce (``kind``, relationship) and the SQL that proves the label
 (``proof``: a fragment of the statement and how many times it must run), checked by counting the
-SQL that actually ran in a run without any flowscope operation. Sync scenarios take a
-``Session`` factory and the engine; async ones an ``AsyncSession`` factory.
+SQL that actually ran in a run without any flowscope operation. An eager-load scenario also takes
+its loader (``loader=selectinload``, say) and carries ``lazy_proof``: what runs with ``lazyload``
+in its place (an eager load no code reads leaves the lazy twin with no load of that relationship
+at all; one that is read leaves it with lazy loads). Sync scenarios take a ``Session`` factory and
+the engine; async ones an ``AsyncSession`` factory.
 
     for scenario in SCENARIOS:
         scenario.run(world)
@@ -125,7 +128,7 @@ class Scenario:
     proof: Proof | None = None
     is_async: bool = False
     owner: str | None = None          # the operation that owns the findings (nested scenarios)
-    notes: str = ""
+    lazy_proof: Proof | None = None   # eager-load scenarios: what their run with loader=lazyload sends
 
     @property
     def operation(self) -> str:
@@ -136,9 +139,10 @@ SCENARIOS: list[Scenario] = []
 
 
 def scenario(name: str, *, expect: tuple[tuple[str, str | None], ...] = (), proof: Proof | None = None,
-             owner: str | None = None) -> Callable[[Callable], Callable]:
+             owner: str | None = None, lazy_proof: Proof | None = None) -> Callable[[Callable], Callable]:
     def register(run: Callable) -> Callable:
-        SCENARIOS.append(Scenario(name, run, frozenset(expect), proof, asyncio.iscoroutinefunction(run), owner))
+        SCENARIOS.append(Scenario(name, run, frozenset(expect), proof, asyncio.iscoroutinefunction(run), owner,
+                                  lazy_proof))
         return run
     return register
 
@@ -407,6 +411,50 @@ def delete_loop(world: World) -> None:
     with world.engine.begin() as conn:
         for author_id in range(1, AUTHORS + 1):
             conn.execute(delete(Event).where(Event.author_id == author_id))    # write loop
+
+
+# --- eager loads nobody reads (unused_eager_load), and the ones somebody does -------------------------
+
+@scenario("selectinload never read", expect=(("unused_eager_load", "Post.tags"),),
+          proof=Proof("corpus_tags.label", 1), lazy_proof=Proof("corpus_tags.label", 0))
+def selectin_unread(world: World, loader: Callable = selectinload) -> None:
+    with world.sessions() as session:
+        posts = session.scalars(select(Post).options(loader(Post.tags))).all()   # unused: Post.tags
+        [post.title for post in posts]
+
+
+@scenario("joinedload never read", expect=(("unused_eager_load", "Post.author"),),
+          proof=Proof("JOIN corpus_authors", 1), lazy_proof=Proof("FROM corpus_authors", 0))
+def joined_unread(world: World, loader: Callable = joinedload) -> None:
+    with world.sessions() as session:
+        posts = session.scalars(select(Post).options(loader(Post.author))).all()   # unused: Post.author
+        [post.title for post in posts]
+
+
+@scenario("selectinload read for one row only", proof=Proof("FROM corpus_posts", 1),
+          lazy_proof=Proof("FROM corpus_posts", 1))
+def selectin_read_once(world: World, loader: Callable = selectinload) -> None:
+    with world.sessions() as session:
+        authors = session.scalars(select(Author).order_by(Author.id).options(loader(Author.posts))).all()
+        [author.name for author in authors]
+        authors[0].posts[0].title                                             # read: the load is needed
+
+
+@scenario("selectinload in a nested operation, read by its caller", proof=Proof("corpus_tags.label", 1),
+          lazy_proof=Proof("corpus_tags.label", AUTHORS * POSTS_PER_AUTHOR), owner="corpus: nested loader")
+def selectin_read_by_caller(world: World, loader: Callable = selectinload) -> None:
+    with world.sessions() as session:
+        with flowscope.operation("corpus: nested loader"):
+            posts = session.scalars(select(Post).options(loader(Post.tags))).all()
+        [len(post.tags) for post in posts]                                    # read after the inner one ended
+
+
+@scenario("AsyncSession: selectinload never read", expect=(("unused_eager_load", "Post.author"),),
+          proof=Proof("FROM corpus_authors", 1), lazy_proof=Proof("FROM corpus_authors", 0))
+async def async_selectin_unread(world: World, loader: Callable = selectinload) -> None:
+    async with world.async_sessions() as session:
+        posts = (await session.scalars(select(Post).options(loader(Post.author)))).all()   # unused: Post.author
+        [post.title for post in posts]
 
 
 # --- nesting, threads, tasks ----------------------------------------------------------------------------

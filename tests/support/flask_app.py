@@ -2,7 +2,9 @@
 
 Two list endpoints serialize each post's author (a lazy many-to-one): every page lazy-loads one
 author per row. ``/api/posts/eager`` is their twin with ``selectinload`` (two queries whatever
-the number of rows); ``/api/posts/<id>`` reads one post. Knows nothing of flowscope.
+the number of rows); ``/api/posts/<id>`` reads one post; ``/api/titles`` kept the eager load of
+the list it was copied from and never reads the author (an unused eager load). Knows nothing of
+flowscope.
 
     app = create_app("sqlite:////tmp/blog.db", authors=12)
 """
@@ -63,6 +65,13 @@ def create_app(database_url: str, authors: int = 12) -> Flask:
         with Session(engine) as session:
             query = select(Post).options(selectinload(Post.author)).order_by(Post.id)
             return jsonify([serialize(post) for post in session.scalars(query)])
+
+    @app.get("/api/titles")
+    def list_titles():
+        with Session(engine) as session:
+            query = select(Post).options(selectinload(Post.author)).order_by(Post.id)
+            posts = session.scalars(query).all()                  # the unused eager load
+            return jsonify([post.title for post in posts])
 
     @app.get("/api/posts/<int:post_id>")
     def get_post(post_id: int):

@@ -34,9 +34,12 @@ with Session(engine) as session:
     session.add_all([Book(author=Author(name=f"author {i}")) for i in range(30)])
     session.commit()
 
-eager = "--eager" in sys.argv
+eager, ids_only = "--eager" in sys.argv, "--ids-only" in sys.argv
 for _ in range(3):
     with Session(engine) as session, flowscope.operation("list_books"):
         query = select(Book).options(selectinload(Book.author)) if eager else select(Book)
-        names = [book.author.name for book in session.scalars(query)]
+        if ids_only:   # the eager load is never read
+            ids = [book.id for book in session.scalars(query)]
+        else:
+            names = [book.author.name for book in session.scalars(query)]
 '''

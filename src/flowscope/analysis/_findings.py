@@ -21,8 +21,8 @@ from fnmatch import fnmatchcase
 from opentelemetry.sdk.trace import ReadableSpan
 
 from ..telemetry import OperationStats, frame_of
-from ..telemetry._frames import OperationFrame
 from ..telemetry import _attributes as attr
+from ..telemetry._frames import OperationFrame
 from ..telemetry.sql._tallies import is_per_row_read, is_per_row_write, tallies_by_fingerprint
 from ..telemetry.sql._text import is_write_statement
 from ._recommendation import Evidence, Recommendation, Savings
@@ -46,6 +46,7 @@ class Thresholds:
     high_query_count: int = 50          # queries in one operation
     slow_operation_ms: float = 250.0    # one operation's duration (p95 for statistics)
     memory_growth_bytes: int = 20 * 1024 * 1024   # RSS growth in one operation (or across an execution's)
+    unused_eager_load_rows: int = 25    # unread eagerly loaded rows: medium from 2x, high from 4x
     # optimizations/ (QueryOptimizer, MemoryOptimizer): see docs/recommendations.md
     missing_index_min_rows: int = 1000            # a full scan of a smaller table is the right plan
     large_context_bytes: int = 64 * 1024          # an execution's context_data, as stored JSON
@@ -139,6 +140,13 @@ def observations_from_stats(operations: Iterable[OperationStats]) -> list[Statem
             from_flush=fp.from_flush)
         for op in operations for fp in op.fingerprints
     ]
+
+
+def frame_findings(operation: str, frame: OperationFrame, thresholds: Thresholds) -> list[Recommendation]:
+    """The query findings of one operation's frame (a test's, say) and, once it has ended as an
+    outermost operation, its unused eager loads."""
+    return (query_findings(observations_from_frame(operation, frame), thresholds)
+            + eager_load_findings(eager_load_observations_from_frame(frame, operation=operation), thresholds))
 
 
 def _with_spans(obs: StatementObservation, spans: int) -> StatementObservation:
@@ -252,6 +260,94 @@ def _n_plus_one(obs: StatementObservation, t: Thresholds, evidence: dict, per_qu
 
 
 @dataclass(frozen=True)
+class EagerLoadObservation:
+    """One relationship an operation loaded eagerly (the eager-load audit's verdicts, see
+    telemetry/sql/_eager_audit.py), over the spans observed."""
+
+    operation: str
+    relationship: str
+    spans: int
+    unused_spans: int
+    parents: int              # most instances it was loaded for in one span
+    objects: int              # most related objects it loaded in one span
+    queries: int              # most extra SELECTs in one span (0: a JOIN)
+    call_site: str | None = None
+    trace_id: str = ""
+    span_id: str = ""
+
+
+def eager_load_observations_from_spans(spans: Iterable[ReadableSpan]) -> list[EagerLoadObservation]:
+    """Verdicts ride on the frames of outermost operations (each trace judged as a whole)."""
+    merged: dict[tuple[str, str], EagerLoadObservation] = {}
+    for span in spans:
+        frame = frame_of(span)
+        if frame is None or frame.parent is not None or frame.eager_audit is None:
+            continue
+        context = span.context
+        ids = dict(trace_id=f"{context.trace_id:032x}", span_id=f"{context.span_id:016x}") if context else {}
+        for obs in eager_load_observations_from_frame(frame, **ids):
+            key = (obs.operation, obs.relationship)
+            seen = merged.get(key)
+            merged[key] = obs if seen is None else _merged_eager(seen, obs)
+    return list(merged.values())
+
+
+def eager_load_observations_from_frame(frame: OperationFrame, trace_id: str = "", span_id: str = "",
+                                       operation: str | None = None) -> list[EagerLoadObservation]:
+    """The verdicts of one ended outermost operation's frame (none while it is open), each under
+    the operation that loaded it, or all under ``operation`` (a test's, say)."""
+    audit = frame.eager_audit
+    if audit is None:
+        return []
+    return [EagerLoadObservation(operation=operation or v.operation, relationship=v.relationship, spans=1,
+                                 unused_spans=0 if v.used else 1, parents=v.parents, objects=v.objects,
+                                 queries=v.queries, call_site=v.call_site, trace_id=trace_id, span_id=span_id)
+            for v in audit.verdicts]
+
+
+def _merged_eager(a: EagerLoadObservation, b: EagerLoadObservation) -> EagerLoadObservation:
+    example = b if b.unused_spans and not a.unused_spans else a
+    return replace(example, spans=a.spans + b.spans, unused_spans=a.unused_spans + b.unused_spans,
+                   parents=max(a.parents, b.parents), objects=max(a.objects, b.objects),
+                   queries=max(a.queries, b.queries), call_site=a.call_site or b.call_site)
+
+
+def eager_load_observations_from_stats(operations: Iterable[OperationStats]) -> list[EagerLoadObservation]:
+    return [EagerLoadObservation(operation=op.name, relationship=e.relationship, spans=e.spans,
+                                 unused_spans=e.unused_spans, parents=e.max_parents, objects=e.max_objects,
+                                 queries=e.max_queries, call_site=e.call_site,
+                                 trace_id=e.example_trace_id, span_id=e.example_span_id)
+            for op in operations for e in op.eager_loads]
+
+
+def eager_load_findings(observations: Iterable[EagerLoadObservation], thresholds: Thresholds) -> list[Recommendation]:
+    """Unused eager loads: a relationship an operation loaded eagerly and that no code of its
+    trace read, in every span observed (read in one span, it is needed: not a finding)."""
+    out = []
+    for obs in observations:
+        if obs.unused_spans < obs.spans or not (obs.objects or obs.queries):
+            continue
+        t = thresholds.for_operation(obs.operation)
+        where = f" by the query at {obs.call_site}" if obs.call_site else ""
+        loader = ("selectinload" if obs.queries else "joinedload")
+        cost = (f"{obs.queries} extra {'query' if obs.queries == 1 else 'queries'} and "
+                if obs.queries else "a JOIN and ")
+        out.append(Recommendation(
+            kind="unused_eager_load", severity=severity(obs.objects, t.unused_eager_load_rows),
+            operation=obs.operation,
+            message=(f"Unused eager load in {obs.operation}: {obs.relationship} was loaded{where} for "
+                     f"{obs.parents} rows ({cost}{obs.objects} related rows) and never read"),
+            suggestion=(f"Drop {loader}({obs.relationship}) from that query's options (or the "
+                        f"relationship's lazy=\"{'selectin' if obs.queries else 'joined'}\" default): "
+                        f"nothing in the operation reads it."),
+            evidence=Evidence(executions=obs.queries, spans=obs.spans, value=obs.objects, unit="rows",
+                              relationship=obs.relationship, call_site=obs.call_site,
+                              trace_id=obs.trace_id or None, span_id=obs.span_id or None),
+            estimated_savings=Savings(queries=obs.queries)))
+    return out
+
+
+@dataclass(frozen=True)
 class OperationObservation:
     operation: str
     duration_ms: float
@@ -262,6 +358,7 @@ class OperationObservation:
     span_id: str = ""
     query_ms: float | None = None       # time in the database (None: not known)
     write_share: float = 0.0            # the share of its statements that are INSERT/UPDATE/DELETE
+    own_query_count: float | None = None   # not run by its nested operations (None: all of them)
 
 
 def _write_share(executions: Iterable[tuple[str, int]]) -> float:
@@ -282,12 +379,13 @@ def operation_observations_from_spans(spans: Iterable[ReadableSpan]) -> list[Ope
         c = span.context
         frame = frame_of(span)
         share = _write_share((s, t.count) for s, t in frame.statements.items()) if frame is not None else 0.0
+        own = frame.query_count - frame.nested_query_count if frame is not None and frame.nested_query_count else None
         out.append(OperationObservation(
             operation=str(a[attr.OPERATION]), duration_ms=(span.end_time - span.start_time) / 1e6,
             query_count=float(a.get(attr.QUERY_COUNT, 0)), rss_delta_bytes=float(a.get(attr.RSS_DELTA_BYTES, 0)),
             trace_id=f"{c.trace_id:032x}" if c else "", span_id=f"{c.span_id:016x}" if c else "",
             query_ms=float(a[attr.QUERY_DURATION_MS]) if attr.QUERY_DURATION_MS in a else None,
-            write_share=share))
+            write_share=share, own_query_count=own))
     return out
 
 
@@ -296,8 +394,14 @@ def operation_observations_from_stats(operations: Iterable[OperationStats]) -> l
                                  query_count=op.query_count.mean, rss_delta_bytes=op.rss_delta_bytes.maximum,
                                  count=op.count, query_ms=op.query_ms.mean * op.duration_ms.p95 / max(
                                      op.duration_ms.mean, 1e-9),
-                                 write_share=_write_share((f.fingerprint, f.executions) for f in op.fingerprints))
+                                 write_share=_write_share((f.fingerprint, f.executions) for f in op.fingerprints),
+                                 own_query_count=_own_mean(op))
             for op in operations]
+
+
+def _own_mean(op: OperationStats) -> float | None:
+    own = op.own_query_count
+    return own.mean if own is not None and own.mean < op.query_count.mean else None
 
 
 # Below this share of its time in the database, a slow operation is the application's own work.
@@ -335,7 +439,12 @@ def operation_findings(observations: Iterable[OperationObservation], thresholds:
                 suggestion=suggestion,
                 evidence=Evidence(value=round(op.duration_ms, 3), unit="ms", threshold=t.slow_operation_ms,
                                   spans=op.count, **ids)))
-        if op.query_count >= t.high_query_count:
+        # An enclosing operation is judged on the queries it ran itself: its nested operations'
+        # are theirs (a test's requests, a check scenario's operations).
+        queries = op.query_count if op.own_query_count is None else op.own_query_count
+        if queries >= t.high_query_count:
+            own = (f" of its own ({op.query_count:.0f} with its nested operations)"
+                   if op.own_query_count is not None else "")
             if op.write_share >= 0.5:
                 mix = f"{op.write_share:.0%} of them INSERT/UPDATE/DELETE"
                 suggestion = ("Batch the writes: one executemany (session.execute(insert(Model), rows)) "
@@ -344,14 +453,14 @@ def operation_findings(observations: Iterable[OperationObservation], thresholds:
             else:
                 mix = "mostly reads"
                 suggestion = "Batch them: eager-load relationships and replace per-row queries with set-based ones."
-            keep("high_query_count", op, op.query_count, Recommendation(
-                kind="high_query_count", severity=severity(op.query_count, t.high_query_count),
+            keep("high_query_count", op, queries, Recommendation(
+                kind="high_query_count", severity=severity(queries, t.high_query_count),
                 operation=op.operation,
-                message=f"{op.operation} runs {op.query_count:.0f} queries ({mix})",
+                message=f"{op.operation} runs {queries:.0f} queries{own} ({mix})",
                 suggestion=suggestion,
-                evidence=Evidence(value=op.query_count, unit="queries", threshold=t.high_query_count,
+                evidence=Evidence(value=queries, unit="queries", threshold=t.high_query_count,
                                   spans=op.count, **ids),
-                estimated_savings=Savings(queries=int(op.query_count - t.high_query_count))))
+                estimated_savings=Savings(queries=int(queries - t.high_query_count))))
         if op.rss_delta_bytes >= t.memory_growth_bytes:
             keep("memory_growth", op, op.rss_delta_bytes, Recommendation(
                 kind="memory_growth", severity=severity(op.rss_delta_bytes, t.memory_growth_bytes),

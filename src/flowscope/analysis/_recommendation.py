@@ -6,7 +6,8 @@
 
 The kinds are stable identifiers (documented in docs/recommendations.md):
 ``n_plus_one``, ``write_loop``, ``repeated_query``, ``slow_query``, ``missing_index``,
-``high_query_count``, ``slow_operation``, ``memory_growth``, ``large_context``, ``history_growth``.
+``high_query_count``, ``slow_operation``, ``memory_growth``, ``large_context``, ``history_growth``,
+``unused_eager_load``.
 Evidence never holds SQL parameter values or context values: statements are fingerprints
 (literals replaced by ``?``) and parameters are only ever counted through their hashes.
 """
@@ -17,11 +18,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Kind = Literal["n_plus_one", "write_loop", "repeated_query", "slow_query", "missing_index",
-               "high_query_count", "slow_operation", "memory_growth", "large_context", "history_growth"]
+               "high_query_count", "slow_operation", "memory_growth", "large_context", "history_growth",
+               "unused_eager_load"]
 Severity = Literal["low", "medium", "high"]
 KINDS: tuple[str, ...] = ("n_plus_one", "write_loop", "repeated_query", "slow_query", "missing_index",
                           "high_query_count", "slow_operation", "memory_growth", "large_context",
-                          "history_growth")
+                          "history_growth", "unused_eager_load")
 SEVERITIES: tuple[str, ...] = ("low", "medium", "high")
 
 

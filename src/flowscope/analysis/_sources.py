@@ -34,6 +34,7 @@ class QueryData:
     operations: tuple[_findings.OperationObservation, ...]
     total_queries: int
     examples: dict[str, str] = field(default_factory=dict, repr=False)   # fingerprint -> raw SQL
+    eager_loads: tuple[_findings.EagerLoadObservation, ...] = ()
     spans: tuple[ReadableSpan, ...] = field(default=(), repr=False)       # execution source only
 
 
@@ -48,7 +49,8 @@ def spans_data(spans: list[ReadableSpan]) -> QueryData:
         statements=tuple(_findings.observations_from_spans(spans)),
         operations=tuple(_findings.operation_observations_from_spans(spans)),
         total_queries=int(sum(number(s, attr.QUERY_COUNT) for s in outermost(spans))),
-        examples=example_statements(spans), spans=tuple(spans))
+        examples=example_statements(spans), spans=tuple(spans),
+        eager_loads=tuple(_findings.eager_load_observations_from_spans(spans)))
 
 
 def process_data(telemetry: Telemetry) -> QueryData:
@@ -60,7 +62,8 @@ def process_data(telemetry: Telemetry) -> QueryData:
         operations=tuple(_findings.operation_observations_from_stats(operations)),
         total_queries=int(sum(op.query_count.total for op in operations)),
         examples={**telemetry.aggregator.example_statements(),
-                  **example_statements(operation_spans(telemetry.span_store.spans()))})
+                  **example_statements(operation_spans(telemetry.span_store.spans()))},
+        eager_loads=tuple(_findings.eager_load_observations_from_stats(operations)))
 
 
 def example_statements(spans: Iterable[ReadableSpan]) -> dict[str, str]:

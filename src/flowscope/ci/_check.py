@@ -35,8 +35,9 @@ from typing import Any
 from ..analysis._recommendation import Recommendation
 from ..benchmark._targets import callable_target
 from ..reports._process_report import ProcessReport, process_report
-from ..telemetry import configure, operation
+from ..telemetry import configure, install_eager_load_audit, operation, uninstall_eager_load_audit
 from ..telemetry._contrib import instrument_installed
+from ..telemetry.sql._eager_audit import eager_load_audit_installed
 
 FAIL_ON = ("low", "medium", "high", "never")
 _RANK = {"low": 1, "medium": 2, "high": 3, "never": 4}
@@ -76,8 +77,14 @@ def run_check(target: str, args: Sequence[str] = (), fail_on: str = "medium") ->
         raise CheckError(f"fail_on={fail_on!r}: expected one of {', '.join(FAIL_ON)}")
     telemetry = configure(instrument=True)
     instrument_installed()
-    with operation(_root_name(target)):
-        _run(target, list(args))
+    audited = eager_load_audit_installed()
+    install_eager_load_audit()
+    try:
+        with operation(_root_name(target)):
+            _run(target, list(args))
+    finally:
+        if not audited:   # called in a process that goes on (a test, a notebook): as it was
+            uninstall_eager_load_audit()
     report = process_report(telemetry.aggregator, span_store=telemetry.span_store)
     failing = tuple(r for r in report.recommendations if _RANK[r.severity] >= _RANK[fail_on])
     return CheckResult(report, fail_on, failing)

@@ -72,12 +72,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _switch_on() -> None:
-    from flowscope.telemetry import configure
+    from flowscope.telemetry import configure, install_eager_load_audit
     from flowscope.telemetry._contrib import instrument_installed
 
     telemetry = configure()
     if not telemetry.disabled:
         instrument_installed()   # idempotent: skips what is already instrumented
+        install_eager_load_audit()   # a test run is where its per-read cost is welcome
 
 
 def _enabled(config: pytest.Config) -> bool:
@@ -120,9 +121,9 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 def _judge(item: pytest.Item, frame: Any, state: _PluginState) -> None:
     """The test's query findings, from its own frame (requests inside it included): kept for the
     summary; an N+1 fails the test under ``--flowscope-nplusone=error``."""
-    from flowscope.analysis._findings import Thresholds, observations_from_frame, query_findings
+    from flowscope.analysis._findings import Thresholds, frame_findings
 
-    findings = query_findings(observations_from_frame(item.nodeid, frame), Thresholds())
+    findings = frame_findings(item.nodeid, frame, Thresholds())
     if state.nplusone == "off":
         findings = [r for r in findings if r.kind != "n_plus_one"]
     state.findings.extend(findings)
@@ -178,11 +179,12 @@ class TestMeasurement:
         return describe_statements(self.frame) if self.frame is not None else ""
 
     def recommendations(self) -> list[Any]:
-        """The query findings of this test so far (N+1, repeated queries, write loops, ...)."""
-        from flowscope.analysis._findings import Thresholds, observations_from_frame, query_findings
+        """The query findings of this test so far (N+1, repeated queries, write loops, ...; unused
+        eager loads once the test's operation has ended)."""
+        from flowscope.analysis._findings import Thresholds, frame_findings
 
         frame = self.frame
-        return query_findings(observations_from_frame(self._item.nodeid, frame), Thresholds()) if frame else []
+        return frame_findings(self._item.nodeid, frame, Thresholds()) if frame else []
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -132,6 +132,7 @@ class Monitor:
         outermost = [_metrics(s) for s in _outermost(spans)]
         recommendations = most_valuable_first(
             _findings.query_findings(_findings.observations_from_spans(spans), self.thresholds)
+            + _findings.eager_load_findings(_findings.eager_load_observations_from_spans(spans), self.thresholds)
             + _findings.operation_findings(_findings.operation_observations_from_spans(spans), self.thresholds))
         return PerformanceReport(
             execution_summary=self._summary(metrics),

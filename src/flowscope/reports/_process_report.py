@@ -82,6 +82,7 @@ def process_report(aggregator: BottleneckSpanProcessor | None = None,
     operations = sorted(aggregator.operations(), key=lambda o: o.duration_ms.p95, reverse=True)
     recommendations = most_valuable_first(
         _findings.query_findings(_findings.observations_from_stats(operations), thresholds)
+        + _findings.eager_load_findings(_findings.eager_load_observations_from_stats(operations), thresholds)
         + _findings.operation_findings(_findings.operation_observations_from_stats(operations), thresholds))
     return ProcessReport(
         operations=tuple(operations),

@@ -11,6 +11,7 @@ from ._aggregator import (
     RELATIVE_ACCURACY,
     Bottlenecks,
     BottleneckSpanProcessor,
+    EagerLoadStats,
     FingerprintStats,
     MinMaxMean,
     OperationStats,
@@ -22,16 +23,18 @@ from ._instrumentor import FlowscopeInstrumentor
 from ._operation import operation
 from ._span_operations import SpanOperationProcessor
 from ._span_store import SpanStore, frame_of, operation_spans
+from .sql._eager_audit import EagerLoadVerdict, install_eager_load_audit, uninstall_eager_load_audit
 from .sql._listeners import install_query_listeners, uninstall_query_listeners
 from .sql._text import fingerprint
 
 __all__ = [
-    "RELATIVE_ACCURACY", "BottleneckSpanProcessor", "Bottlenecks", "FingerprintStats",
+    "RELATIVE_ACCURACY", "BottleneckSpanProcessor", "Bottlenecks", "EagerLoadStats", "EagerLoadVerdict",
+    "FingerprintStats",
     "FlowscopeInstrumentor", "MinMaxMean", "OperationStats", "Quantiles", "SpanOperationProcessor", "SpanStore",
     "Telemetry",
     "TelemetryHealth", "configure", "current_telemetry", "fingerprint", "frame_of", "health",
-    "install_query_listeners", "on_configure", "operation", "operation_spans",
-    "uninstall_query_listeners",
+    "install_eager_load_audit", "install_query_listeners", "on_configure", "operation", "operation_spans",
+    "uninstall_eager_load_audit", "uninstall_query_listeners",
 ]
 
 # Metrics next to the spans, and instrumentation with no code change (FLOWSCOPE_AUTO_INSTRUMENT).

@@ -231,6 +231,21 @@ class FingerprintStats:
 
 
 @dataclass(frozen=True)
+class EagerLoadStats:
+    """One relationship that an operation eagerly loaded (the eager-load audit's verdicts)."""
+
+    relationship: str                # "Class.attribute"
+    spans: int                       # operation spans that loaded it
+    unused_spans: int                # ... whose trace never read it
+    max_parents: int                 # most instances it was loaded for in one span
+    max_objects: int                 # most related objects it loaded in one span
+    max_queries: int                 # most extra SELECTs it ran in one span (0: a JOIN)
+    call_site: str | None
+    example_trace_id: str            # a span where it went unread (else one where it was read)
+    example_span_id: str
+
+
+@dataclass(frozen=True)
 class OperationStats:
     """Everything aggregated for one operation name."""
 
@@ -241,10 +256,12 @@ class OperationStats:
     total_ms: float
     rss_delta_bytes: MinMaxMean
     peak_increase_bytes: MinMaxMean
-    query_count: MinMaxMean
+    query_count: MinMaxMean             # inclusive of nested operations (the span attribute)
     query_ms: MinMaxMean
     fingerprints: tuple[FingerprintStats, ...]
     overflow_fingerprints: int
+    eager_loads: tuple[EagerLoadStats, ...] = ()
+    own_query_count: MinMaxMean | None = None   # run outside its nested operations (None: as query_count)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -315,15 +332,38 @@ class _FingerprintAccumulator:
         self.from_flush = False
 
 
+class _EagerLoadAccumulator:
+    __slots__ = ("spans", "unused_spans", "max_parents", "max_objects", "max_queries", "call_site",
+                 "example_trace_id", "example_span_id")
+
+    def __init__(self) -> None:
+        self.spans = self.unused_spans = self.max_parents = self.max_objects = self.max_queries = 0
+        self.call_site: str | None = None
+        self.example_trace_id = self.example_span_id = 0
+
+    def add(self, verdict: Any, context: Any) -> None:
+        self.spans += 1
+        if not verdict.used:
+            self.unused_spans += 1
+        self.max_parents = max(self.max_parents, verdict.parents)
+        self.max_objects = max(self.max_objects, verdict.objects)
+        self.max_queries = max(self.max_queries, verdict.queries)
+        if self.call_site is None:
+            self.call_site = verdict.call_site
+        if context is not None and (not self.example_span_id or (not verdict.used and self.unused_spans == 1)):
+            self.example_trace_id, self.example_span_id = context.trace_id, context.span_id
+
+
 class _Columns:
     """One operation's spans from one batch: durations, and each span's measures tuple (the
     frame's own, no new object: a tuple per span made every drain a young-generation garbage
     collection)."""
 
-    __slots__ = ("durations", "measured", "errors", "with_statements")
+    __slots__ = ("durations", "measured", "errors", "with_statements", "own_queries")
 
     def __init__(self) -> None:
         self.durations: list[float] = []
+        self.own_queries: list[int] = []   # queries minus those of nested operations, per span
         self.measured: list[tuple[str, float, float, float, float]] = []   # see OperationFrame.measured
         self.errors = 0
         self.with_statements: list[tuple[Any, ReadableSpan]] = []
@@ -331,7 +371,7 @@ class _Columns:
 
 class _OperationAccumulator:
     __slots__ = ("count", "errors", "sketch", "duration", "rss_delta", "peak_increase", "queries",
-                 "query_ms", "fingerprints", "overflow_fingerprints")
+                 "query_ms", "fingerprints", "overflow_fingerprints", "eager_loads", "own_queries")
 
     def __init__(self) -> None:
         self.count = 0
@@ -341,9 +381,11 @@ class _OperationAccumulator:
         self.rss_delta = _Running()
         self.peak_increase = _Running()
         self.queries = _Running()
+        self.own_queries = _Running()
         self.query_ms = _Running()
         self.fingerprints: dict[str, _FingerprintAccumulator] = {}
         self.overflow_fingerprints = 0
+        self.eager_loads: dict[str, _EagerLoadAccumulator] = {}
 
 
 class BottleneckSpanProcessor(SpanProcessor):
@@ -401,6 +443,7 @@ class BottleneckSpanProcessor(SpanProcessor):
         # else from its attributes, appended to its operation's columns. Then per operation,
         # one update per measure over the whole column (C-level sum/min/max).
         groups: dict[str, _Columns] = {}
+        audited: list[tuple[Any, Any]] = []   # (verdicts, span context) of outermost operations
         pop_frame = pending_frames.pop
         for span in batch:
             if _READABLE_FIELDS and type(span) is ReadableSpan:   # its fields, not its properties
@@ -439,12 +482,30 @@ class BottleneckSpanProcessor(SpanProcessor):
                 columns = groups[name] = _Columns()
             columns.durations.append((end - start) / 1e6)
             columns.measured.append(measured)
+            columns.own_queries.append(measured[3] - frame.nested_query_count if frame is not None else measured[3])
             if failed:
                 columns.errors += 1
             if frame is not None and frame.statements:
                 columns.with_statements.append((frame, span))
+                if frame.eager_audit is not None and frame.eager_audit.verdicts:
+                    audited.append((frame.eager_audit.verdicts, context))
         for name, columns in groups.items():
             self._add_columns(name, columns)
+        for verdicts, context in audited:
+            self._add_eager_loads(verdicts, context)
+
+    def _add_eager_loads(self, verdicts: Any, context: Any) -> None:
+        # Each verdict belongs to the operation that loaded it, often one nested in this span.
+        for verdict in verdicts:
+            acc = self._operations.get(verdict.operation)
+            if acc is None:
+                continue
+            load = acc.eager_loads.get(verdict.relationship)
+            if load is None:
+                if len(acc.eager_loads) >= self.max_fingerprints:
+                    continue
+                load = acc.eager_loads[verdict.relationship] = _EagerLoadAccumulator()
+            load.add(verdict, context)
 
     def _add_columns(self, name: str, columns: _Columns) -> None:
         acc = self._operations.get(name)
@@ -466,6 +527,7 @@ class BottleneckSpanProcessor(SpanProcessor):
             acc.rss_delta.add(rss_delta)
             acc.peak_increase.add(peak_increase)
             acc.queries.add(queries)
+            acc.own_queries.add(columns.own_queries[0])
             acc.query_ms.add(query_ms)
         else:
             _, rss_delta, peak_increase, queries, query_ms = zip(*columns.measured)   # one column each
@@ -473,6 +535,7 @@ class BottleneckSpanProcessor(SpanProcessor):
             acc.rss_delta.add_all(rss_delta)
             acc.peak_increase.add_all(peak_increase)
             acc.queries.add_all(queries)
+            acc.own_queries.add_all(columns.own_queries)
             acc.query_ms.add_all(query_ms)
         for frame, span in columns.with_statements:
             self._add_statements(acc, frame.statements, span, frame.enclosing_names() if frame.parent else ())
@@ -623,4 +686,10 @@ def _freeze(name: str, acc: _OperationAccumulator) -> OperationStats:
         total_ms=acc.duration.total, rss_delta_bytes=acc.rss_delta.freeze(),
         peak_increase_bytes=acc.peak_increase.freeze(), query_count=acc.queries.freeze(),
         query_ms=acc.query_ms.freeze(), fingerprints=fingerprints,
-        overflow_fingerprints=acc.overflow_fingerprints)
+        overflow_fingerprints=acc.overflow_fingerprints, own_query_count=acc.own_queries.freeze(),
+        eager_loads=tuple(EagerLoadStats(
+            relationship=relationship, spans=load.spans, unused_spans=load.unused_spans,
+            max_parents=load.max_parents, max_objects=load.max_objects, max_queries=load.max_queries,
+            call_site=load.call_site, example_trace_id=f"{load.example_trace_id:032x}",
+            example_span_id=f"{load.example_span_id:016x}")
+            for relationship, load in sorted(acc.eager_loads.items())))

@@ -10,7 +10,8 @@ Honoured: OTEL_SDK_DISABLED, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_T
 http/protobuf) / _HEADERS / _TIMEOUT, OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG;
 OTEL_METRICS_EXPORTER (otlp | console | none) with OTEL_EXPORTER_OTLP_[METRICS_]* for the
 metrics of :mod:`._metrics`; and flowscope's own FLOWSCOPE_MEMORY_PROFILE (tracemalloc | off),
-FLOWSCOPE_SPAN_STORE_SIZE, FLOWSCOPE_OPERATION_SPAN_KINDS (:mod:`._span_operations`). Layers
+FLOWSCOPE_SPAN_STORE_SIZE, FLOWSCOPE_OPERATION_SPAN_KINDS (:mod:`._span_operations`),
+FLOWSCOPE_AUDIT_EAGER_LOADS (:mod:`.sql._eager_audit`). Layers
 above telemetry that must act when it is set up register an :func:`on_configure` hook (the
 package registers the report written at exit, :mod:`flowscope.reports._exit_report`, for
 FLOWSCOPE_REPORT_HTML / FLOWSCOPE_REPORT_JSON).
@@ -178,6 +179,10 @@ def configure(*, service_name: str | None = None, exporter: str | None = None,
         instrumentor = FlowscopeInstrumentor()
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument()
+        if _flag("FLOWSCOPE_AUDIT_EAGER_LOADS") and not telemetry.disabled:
+            from .sql._eager_audit import install_eager_load_audit
+
+            install_eager_load_audit()
     return telemetry
 
 

@@ -92,12 +92,14 @@ class OperationFrame:
     """The query tally of one open operation."""
 
     __slots__ = ("parent", "name", "query_count", "query_seconds", "statements", "pending_relationship",
-                 "tracemalloc_baseline", "tracemalloc_peak", "closed", "context_token", "measured")
+                 "tracemalloc_baseline", "tracemalloc_peak", "closed", "context_token", "measured",
+                 "eager_audit", "nested_query_count")
 
     def __init__(self, parent: OperationFrame | None, name: str = "") -> None:
         self.parent = parent
         self.name = name   # the operation's name (final once it ends); what nesting is told by
-        self.query_count = 0
+        self.query_count = 0   # inclusive: its nested operations' queries too
+        self.nested_query_count = 0   # ... of which its nested operations ran
         self.query_seconds = 0.0
         self.statements: dict[str, StatementTally] = {}
         # set by the ORM listener just before a lazy load's statement runs (see take_relationship)
@@ -111,6 +113,7 @@ class OperationFrame:
         # highest global peak seen before a nested operation reset it
         self.tracemalloc_baseline = 0
         self.tracemalloc_peak = 0
+        self.eager_audit: Any = None   # sql/_eager_audit.EagerAudit, only while that audit is on
 
     def take_relationship(self) -> str | None:
         """The lazy-loaded relationship named for the statement about to run (cleared): taken
@@ -166,11 +169,15 @@ class OperationFrame:
         return tuple(names)
 
     def close_into_parent(self) -> None:
-        """Add this frame's totals into its parent (inclusive counts for nested operations)."""
+        """Add this frame's totals into its parent (inclusive counts for nested operations);
+        called when its operation ends, also for an outermost one (the eager-load audit judges then)."""
+        if self.eager_audit is not None:
+            self.eager_audit.close(self)
         parent = self.parent
         if parent is None:
             return
         parent.query_count += self.query_count
+        parent.nested_query_count += self.query_count
         parent.query_seconds += self.query_seconds
         theirs = parent.statements
         for statement, tally in self.statements.items():

@@ -179,8 +179,7 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
                     _record_error(span, exc)
                 if _FrameClaims.active:   # park the frame for the aggregator (see _frames)
                     park_frame(span.get_span_context().span_id, frame)
-            if frame.parent is not None:
-                frame.close_into_parent()
+            frame.close_into_parent()
             span.end()
         except Exception:
             health.failed("ending an operation span")

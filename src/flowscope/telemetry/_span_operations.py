@@ -167,8 +167,7 @@ class SpanOperationProcessor(SpanProcessor):
             frame.name = name
             frame.measured = (name, rss_delta, peak_increase, queries, query_ms)
             park_frame(context.span_id, frame)   # for the aggregator (see _frames)
-            if frame.parent is not None:
-                frame.close_into_parent()
+            frame.close_into_parent()
         except Exception:
             health.failed("ending a span-based operation")
 

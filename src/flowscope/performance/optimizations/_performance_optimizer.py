@@ -67,6 +67,7 @@ class PerformanceOptimizer:
         """Query, timing and memory findings together, most valuable first."""
         data = self.queries.data()
         found = (_findings.query_findings(data.statements, self.thresholds)
+                 + _findings.eager_load_findings(data.eager_loads, self.thresholds)
                  + _findings.operation_findings(data.operations, self.thresholds))
         if self.memory is not None:
             found += self.memory.generate_memory_recommendations()

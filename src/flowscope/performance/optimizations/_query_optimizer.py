@@ -79,9 +79,11 @@ class QueryOptimizer:
         return execution_data(self.telemetry, self.execution_id)
 
     def recommendations(self, data: QueryData | None = None) -> list[Recommendation]:
-        """N+1, repeated, slow statements and operations with many queries; most valuable first."""
+        """N+1, repeated, slow statements, unused eager loads and operations with many queries;
+        most valuable first."""
         data = data or self.data()
-        statements = _findings.query_findings(data.statements, self.thresholds)
+        statements = (_findings.query_findings(data.statements, self.thresholds)
+                      + _findings.eager_load_findings(data.eager_loads, self.thresholds))
         operations = [r for r in _findings.operation_findings(data.operations, self.thresholds)
                       if r.kind == "high_query_count"]
         return most_valuable_first(statements + operations)
