@@ -385,7 +385,7 @@ def test_spans_that_could_not_be_exported_are_counted_as_dropped(dead_collector,
 
 
 def test_without_an_exporter_nothing_is_dropped(dead_collector):
-    assert dead_collector["baseline"]["health"] == {"failures": {}, "dropped_spans": 0}
+    assert dead_collector["baseline"]["health"] == {"failures": {}, "dropped_spans": 0, "sdk_messages": {}}
 
 
 def test_spans_dropped_by_a_full_export_queue_are_counted_too(dead_collector):

@@ -28,6 +28,8 @@ from flowscope.workflows import (
     WorkflowDefinitionError,
     WorkflowError,
     WorkflowExecution,
+    WorkflowInputError,
+    WorkflowStorageError,
     guard,
     on,
     start_workflow,
@@ -528,7 +530,8 @@ def test_acting_on_an_execution_never_added_to_a_session_raises_detached_executi
 
 @pytest.mark.parametrize("error", [
     ContextSerializationError, DetachedExecutionError, InvalidActionError, NotAWorkflowError,
-    StaleExecutionError, WorkflowClassNotFoundError, WorkflowDefinitionError,
+    StaleExecutionError, WorkflowClassNotFoundError, WorkflowDefinitionError, WorkflowInputError,
+    WorkflowStorageError,
 ])
 def test_every_engine_error_is_a_workflow_error(error):
     assert issubclass(error, WorkflowError)

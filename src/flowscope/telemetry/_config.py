@@ -45,7 +45,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider, sampling
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SpanExporter,
@@ -200,7 +200,13 @@ def _attach(telemetry: Telemetry, provider: TracerProvider | None, service_name:
         resilient: list[tuple[ResilientSpanExporter, Any]] = []   # (exporter, its batch processor)
         # atexit runs hooks last-registered first: this one after the provider's own shutdown
         atexit.register(lambda: [e.report_exit() for e, _ in resilient])
-        provider = TracerProvider(resource=resource, sampler=_sampler(sampler, sampler_arg, warnings))
+        # SpanLimits reads OTEL_(SPAN_)ATTRIBUTE_VALUE_LENGTH_LIMIT itself; without one, string
+        # values are cut at flowscope's default (the OTel default is no limit: one 10 MB value
+        # then fails a whole gRPC batch and stays in the span store).
+        limits = SpanLimits(max_attribute_length=None if _operation.attribute_length_limit()
+                            else _operation.DEFAULT_MAX_ATTRIBUTE_LENGTH)
+        provider = TracerProvider(resource=resource, sampler=_sampler(sampler, sampler_arg, warnings),
+                                  span_limits=limits)
         telemetry.owns_provider = True
         telemetry.exporter, span_exporters, telemetry.protocol = _exporters(exporter, endpoint, protocol,
                                                                             headers, warnings)

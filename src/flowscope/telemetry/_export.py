@@ -34,6 +34,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ._health import health
+from ._operation import encodable
 
 _logger = logging.getLogger("flowscope")
 
@@ -63,6 +64,40 @@ class _LastMessage(logging.Filter):
         return False
 
 
+class _SayOnce(logging.Filter):
+    """Swallows the SDK's records that start with one of ``said`` (raw lines, one per event, some
+    with a traceback): the first of each kind becomes one flowscope warning, and each is counted
+    (``health.snapshot()["sdk_messages"]``)."""
+
+    def __init__(self, said: dict[str, tuple[str, str]]) -> None:
+        super().__init__("flowscope-sdk-logs")
+        self.said = said   # message prefix -> (health kind, the one warning)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg if isinstance(record.msg, str) else ""
+        for prefix, (kind, warning) in self.said.items():
+            if message.startswith(prefix):
+                if health.noted(kind):
+                    _logger.warning(warning)
+                return False
+        return True
+
+
+# The SDK loggers whose per-event lines flowscope folds into one warning (providers it owns).
+_SDK_LINES = {
+    "opentelemetry.sdk._shared_internal": {
+        "Queue full, dropping": ("span queue full", "flowscope: the span export queue is full "
+                                 "(OTEL_BSP_MAX_QUEUE_SIZE); spans are dropped and counted (telemetry health), "
+                                 "the application is not affected"),
+    },
+    "opentelemetry.exporter.otlp.proto.common._internal": {
+        "Failed to encode key": ("attribute not encodable", "flowscope: an attribute value the OTLP encoder cannot "
+                                 "encode (a lone surrogate, say) was left out of its span; later ones are counted"),
+    },
+}
+_sdk_filters = {name: _SayOnce(said) for name, said in _SDK_LINES.items()}
+
+
 _capture = _LastMessage()
 _reported: set[str] = set()
 _lock = threading.Lock()
@@ -74,6 +109,10 @@ def quiet_exporter_logs() -> None:
         logger = logging.getLogger(name)
         if _capture not in logger.filters:
             logger.addFilter(_capture)
+    for name, sdk_filter in _sdk_filters.items():
+        logger = logging.getLogger(name)
+        if sdk_filter not in logger.filters:
+            logger.addFilter(sdk_filter)
 
 
 def report_export_failure(signal: str, destination: str, outage: bool = False) -> None:
@@ -133,6 +172,29 @@ DEFAULT_EXIT_TIMEOUT_SECONDS = 2.5
 PROBE_TIMEOUT_SECONDS = 1.0
 
 
+def _count_failure(error: Exception) -> None:
+    try:
+        raise error
+    except Exception:   # health logs the first one with its traceback
+        health.failed("exporting spans")
+
+
+def unencodable(spans: Sequence[ReadableSpan]) -> list[tuple[ReadableSpan, str]]:
+    """The spans the OTLP encoder fails on, each with the reason (a name or an event with a lone
+    surrogate, say): looked for only after a failed export, one span at a time."""
+    try:
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    except ImportError:   # not an OTLP exporter's failure
+        return []
+    bad = []
+    for span in spans:
+        try:
+            encode_spans([span]).SerializeToString()
+        except Exception as error:
+            bad.append((span, f"{type(error).__name__}: {str(error)[:120]}"))
+    return bad
+
+
 def exit_timeout_seconds() -> float:
     """``FLOWSCOPE_EXPORT_EXIT_TIMEOUT`` (seconds, default 2.5): what exporting may add to exit."""
     raw = os.environ.get("FLOWSCOPE_EXPORT_EXIT_TIMEOUT", "").strip()
@@ -170,6 +232,7 @@ class ResilientSpanExporter(SpanExporter):
         self._exit_deadline: float | None = None
         self._normal_timeout: float | None = None
         self.exit_dropped = 0
+        self.unencodable = 0   # spans dropped alone because the encoder failed on them
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         now = time.monotonic()
@@ -177,16 +240,38 @@ class ResilientSpanExporter(SpanExporter):
             self._drop(len(spans))
             return SpanExportResult.FAILURE
         self._bound_timeout(now)
-        try:
-            result = self.inner.export(spans)
-        except Exception:
-            health.failed("exporting spans")
-            result = SpanExportResult.FAILURE
+        result, error = self._export(spans)
+        if result is not SpanExportResult.SUCCESS:
+            bad = unencodable(spans)
+            if bad:   # not the backend's fault: the batch without them
+                self._drop_unencodable(bad)
+                dropped = {id(span) for span, _ in bad}
+                rest = [span for span in spans if id(span) not in dropped]
+                if not rest:
+                    return SpanExportResult.SUCCESS
+                spans = rest
+                result, error = self._export(rest)
+            if error is not None:
+                _count_failure(error)
         if result is SpanExportResult.SUCCESS:
             self._recovered()
         else:
             self._failed(len(spans))
         return result
+
+    def _export(self, spans: Sequence[ReadableSpan]) -> tuple[SpanExportResult, Exception | None]:
+        try:
+            return self.inner.export(spans), None
+        except Exception as error:   # the gRPC exporter raises what it cannot encode; HTTP logs it
+            return SpanExportResult.FAILURE, error
+
+    def _drop_unencodable(self, bad: list[tuple[ReadableSpan, str]]) -> None:
+        health.dropped(len(bad))
+        if not self.unencodable:
+            _logger.warning("flowscope: dropped a span the OTLP encoder cannot encode (%r: %s); the rest of its "
+                            "batch is exported, later ones are dropped and counted the same way",
+                            encodable(bad[0][0].name)[:100], bad[0][1])
+        self.unencodable += len(bad)
 
     def _drop(self, count: int) -> None:
         health.dropped(count)

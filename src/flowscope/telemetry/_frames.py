@@ -33,6 +33,9 @@ MAX_STATEMENTS_PER_FRAME = 256
 MAX_PARAMETER_SETS_PER_STATEMENT = 64
 OTHER_STATEMENT = "<other statements>"
 MAX_ENCLOSING_NAMES = 16
+# Statements are kept (and fingerprinted) up to this many characters: a 10 MB statement must not
+# stay in every frame, report and span store entry that names it.
+MAX_STATEMENT_LENGTH = 16384
 # Past this many distinct raw statements in one frame, each new one has its call site looked up at
 # its first execution: statements with inlined literals never repeat as raw text.
 MANY_DISTINCT_STATEMENTS = 8
@@ -130,6 +133,8 @@ class OperationFrame:
         self.query_seconds += seconds
         if statement[-2:] == "*/":     # a trailing comment (sqlcommenter's traceparent=...): not the statement
             statement = strip_trailing_comment(statement)
+        if len(statement) > MAX_STATEMENT_LENGTH:
+            statement = statement[:MAX_STATEMENT_LENGTH]
         tally = self.statements.get(statement)
         if tally is None:
             if len(self.statements) >= MAX_STATEMENTS_PER_FRAME:
@@ -343,6 +348,8 @@ class UnmeasuredQueries:
         self.count += 1
         if statement[-2:] == "*/":
             statement = strip_trailing_comment(statement)
+        if len(statement) > MAX_STATEMENT_LENGTH:
+            statement = statement[:MAX_STATEMENT_LENGTH]
         entry = self.statements.get(statement)
         if entry is None:
             if len(self.statements) >= MAX_STATEMENTS_PER_FRAME:

@@ -2,7 +2,7 @@
 
     >>> from flowscope.telemetry import health
     >>> health.snapshot()
-    {'failures': {}, 'dropped_spans': 0}
+    {'failures': {}, 'dropped_spans': 0, 'sdk_messages': {}}
 """
 
 from __future__ import annotations
@@ -20,6 +20,14 @@ class TelemetryHealth:
         self._lock = threading.Lock()
         self.failures: dict[str, int] = {}
         self.dropped_spans = 0
+        self.sdk_messages: dict[str, int] = {}   # the SDK's per-event log lines flowscope folded
+
+    def noted(self, kind: str) -> bool:
+        """Count one SDK log line of ``kind`` folded into flowscope's warning; True the first time."""
+        with self._lock:
+            first = kind not in self.sdk_messages
+            self.sdk_messages[kind] = self.sdk_messages.get(kind, 0) + 1
+        return first
 
     def failed(self, what: str) -> None:
         """Record a failure inside flowscope (call from an ``except`` block)."""
@@ -37,12 +45,14 @@ class TelemetryHealth:
 
     def snapshot(self) -> dict[str, object]:
         with self._lock:
-            return {"failures": dict(self.failures), "dropped_spans": self.dropped_spans}
+            return {"failures": dict(self.failures), "dropped_spans": self.dropped_spans,
+                    "sdk_messages": dict(self.sdk_messages)}
 
     def reset(self) -> None:
         with self._lock:
             self.failures.clear()
             self.dropped_spans = 0
+            self.sdk_messages.clear()
 
 
 health = TelemetryHealth()

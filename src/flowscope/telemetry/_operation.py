@@ -119,7 +119,7 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
     __slots__ = ("name", "attributes", "late_attributes", "_span", "_frame", "_mark", "_peak", "_gc")
 
     def __init__(self, name: str, **attributes: Any) -> None:
-        if type(name) is not str:
+        if type(name) is not str or not name.isascii():
             name = _checked_name(name)
         self.name = name if len(name) <= MAX_NAME_LENGTH else name[:MAX_NAME_LENGTH]
         self.attributes = attributes
@@ -210,27 +210,33 @@ class operation:  # noqa: N801 - used like a function: `with operation(...)`, `@
         return wrapper  # type: ignore[return-value]
 
 
-def _name_limit() -> int:
-    """The longest operation name kept: the span attribute value length limit when one is set
+def attribute_length_limit() -> int | None:
+    """The span attribute value length limit the environment sets
     (``OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT``, else ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT``, as the
-    SDK reads them), else 256 characters. Longer names are cut there: one unbounded name (a raw
-    URL, a pasted payload) must not make every span, metric and report carry it."""
+    SDK reads them), or None."""
     for variable in ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"):
         raw = os.environ.get(variable, "").strip()
         if raw.isdigit() and int(raw) > 0:
             return int(raw)
-    return DEFAULT_MAX_NAME_LENGTH
+    return None
 
 
+# Without a limit from the environment: the longest operation name kept (one unbounded name, a
+# raw URL or a pasted payload, must not make every span, metric and report carry it), and the
+# longest string attribute value (flowscope.operation's own attributes; and every span's on a
+# provider flowscope creates, through the SDK's SpanLimits).
 DEFAULT_MAX_NAME_LENGTH = 256
-MAX_NAME_LENGTH = _name_limit()
+DEFAULT_MAX_ATTRIBUTE_LENGTH = 16384
+MAX_NAME_LENGTH = attribute_length_limit() or DEFAULT_MAX_NAME_LENGTH
+MAX_ATTRIBUTE_LENGTH = attribute_length_limit() or DEFAULT_MAX_ATTRIBUTE_LENGTH
 
 
 def _checked_name(name: Any) -> str:
-    """A ``str`` subclass as a plain ``str``; anything else is the caller's mistake, said at the call
-    (a name the exporter cannot encode would otherwise fail a whole batch of spans)."""
+    """A ``str`` subclass as a plain ``str``, with what UTF-8 cannot encode (lone surrogates)
+    escaped as ``\\udXXX``; anything else is the caller's mistake, said at the call (a name the
+    exporter cannot encode would otherwise fail a whole batch of spans)."""
     if isinstance(name, str):
-        return str(name)
+        return encodable(str(name))
     raise TypeError(f"flowscope.operation(name): the name must be a str such as 'checkout', "
                     f"got {type(name).__name__} {name!r:.60}")
 
@@ -359,10 +365,28 @@ def is_secret_key(key: str) -> bool:
     return _SECRET_KEY.search(key) is not None
 
 
+def encodable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (lone surrogates) escaped as ``\\udXXX``.
+
+    >>> encodable("caf\\xe9 \\ud800")
+    'café \\\\ud800'
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def redact_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
-    if not any(is_secret_key(key) for key in attributes):
+    """Secret-looking keys redacted, string values cut at ``MAX_ATTRIBUTE_LENGTH`` characters."""
+    limit = MAX_ATTRIBUTE_LENGTH
+    if not any(is_secret_key(key) or (type(value) is str and len(value) > limit)
+               for key, value in attributes.items()):
         return attributes
-    return {key: REDACTED if is_secret_key(key) else value for key, value in attributes.items()}
+    return {key: REDACTED if is_secret_key(key) else
+            value[:limit] if type(value) is str and len(value) > limit else value
+            for key, value in attributes.items()}
 
 
 def _record_error(span: Span, exc: BaseException) -> None:

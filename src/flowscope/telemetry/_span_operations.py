@@ -55,7 +55,7 @@ from ._context import current_context as _current_context
 from ._context import detach as _detach
 from ._frames import OperationFrame, park_frame
 from ._health import health
-from ._operation import MAX_NAME_LENGTH, _leave_out_of_order, _restore_context
+from ._operation import MAX_NAME_LENGTH, _leave_out_of_order, _restore_context, encodable
 from ._probes import _GcCounter, memory_mark, rss_of
 
 DEFAULT_KINDS = frozenset((SpanKind.SERVER, SpanKind.CONSUMER))
@@ -152,6 +152,8 @@ class SpanOperationProcessor(SpanProcessor):
             name = span.name
             if len(name) > MAX_NAME_LENGTH:   # a raw URL as a span name, say: bounded as operation names are
                 name = name[:MAX_NAME_LENGTH]
+            if not name.isascii():
+                name = encodable(name)
             rss = rss_of(mark)
             rss_delta = 0 if mark == opened.mark else rss - rss_of(opened.mark)
             peak_increase = peak - opened.peak

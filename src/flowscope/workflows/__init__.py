@@ -32,6 +32,7 @@ from .errors import (
     WorkflowDefinitionError,
     WorkflowError,
     WorkflowInputError,
+    WorkflowStorageError,
 )
 
 DEFAULT_DATABASE_URL = "sqlite:///flowscope.db"
@@ -40,5 +41,6 @@ __all__ = [
     "ActionFailure", "Base", "ContextSerializationError", "DEFAULT_DATABASE_URL", "DetachedExecutionError",
     "InvalidActionError", "NotAWorkflowError", "StaleExecutionError", "StepDefinition", "Workflow",
     "WorkflowClassNotFoundError", "WorkflowDefinitionError", "WorkflowError", "WorkflowExecution", "WorkflowInputError",
-    "WorkflowTransition", "create_schema", "guard", "on", "perform_action", "start_workflow", "step",
+    "WorkflowStorageError", "WorkflowTransition", "create_schema", "guard", "on", "perform_action", "start_workflow",
+    "step",
 ]

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
@@ -33,6 +34,7 @@ from .errors import (
     StaleExecutionError,
     WorkflowClassNotFoundError,
     WorkflowInputError,
+    WorkflowStorageError,
 )
 
 if TYPE_CHECKING:
@@ -107,11 +109,21 @@ def _start_workflow(session: Session, workflow: type[Workflow], workflowable: An
         if workflowable is not None:
             execution.workflowable_type, execution.workflowable_id = _reference_to(session, workflowable)
         session.add(execution)
-        session.commit()
+        _commit(session, f"start_workflow({workflow.__qualname__})")
     except BaseException:
         session.rollback()
         raise
     return execution
+
+
+def _commit(session: Session, operation: str) -> None:
+    """Commit the engine's writes; the database refusing them is a :class:`WorkflowStorageError`
+    (after the rollback), other errors pass through unchanged."""
+    try:
+        session.commit()
+    except DBAPIError as err:
+        session.rollback()
+        raise WorkflowStorageError(operation, err) from err
 
 
 def resolve_import_path(path: str, execution_id: int | None = None) -> Any:
@@ -243,7 +255,7 @@ def _perform_action(execution: WorkflowExecution, action: str, user: str | None,
             execution=execution, from_step=from_step, to_step=to_step, action=action,
             user=user, at=now, additional_context=dict(context))
         session.add(transition)
-        session.commit()
+        _commit(session, f"{definition.__qualname__} execution {execution.id}: {action!r}")
     except StaleDataError:
         session.rollback()
         raise StaleExecutionError(definition.__qualname__, execution.id, action) from None
@@ -268,7 +280,7 @@ def set_status(execution: WorkflowExecution, operation: str, status: str, expect
     try:
         execution.status = status
         execution.updated_at = _models.utcnow()
-        session.commit()
+        _commit(session, f"{execution.workflow_definition.__qualname__} execution {execution.id}: {operation}")
     except StaleDataError:
         session.rollback()
         raise StaleExecutionError(execution.workflow_definition.__qualname__, execution.id, operation) from None

@@ -89,6 +89,27 @@ class ContextSerializationError(WorkflowError, TypeError):
         super().__init__(f"{where} must be JSON-serializable (dicts, lists, str, int, float, bool, None): {reason}")
 
 
+class WorkflowStorageError(WorkflowError):
+    """The database did not store an engine write (locked, read-only, full, unreachable, a
+    constraint): the transaction was rolled back, nothing was written. ``original`` is the
+    driver-level SQLAlchemy error (also the ``__cause__``), for code that tells them apart.
+
+    The message keeps the first line of the driver's own message only: the rest of a
+    SQLAlchemy error carries the statement and its parameter values.
+    """
+
+    def __init__(self, operation: str, original: BaseException):
+        self.operation = operation
+        self.original = original
+        driver = getattr(original, "orig", None) or original
+        reason = (str(driver).strip().splitlines() or [type(driver).__name__])[0][:200]
+        super().__init__(
+            f"{operation}: the database did not store it ({type(driver).__name__}: {reason}); the "
+            "transaction was rolled back and nothing was written. Check that the database is reachable "
+            "and writable (locks, permissions, disk space, constraints), then retry."
+        )
+
+
 @dataclass(frozen=True)
 class ActionFailure:
     """What was being done when an action handler raised.

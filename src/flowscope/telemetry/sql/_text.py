@@ -23,6 +23,7 @@ _PLACEHOLDER = re.compile(r"%\(\w+\)s|%s|\$\d+|(?<!:):\w+|\?")
 _IN_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)*\s*\)")
 _POSTCOMPILE = re.compile(r"__\[POSTCOMPILE_\w+\]")
 _PLACEHOLDER_CAST = re.compile(r"\?::\w+(?:\[\])?")   # psycopg renders %(p)s::INTEGER
+MAX_FINGERPRINTED = 16384   # characters of a statement read (frames keep no more: _frames.MAX_STATEMENT_LENGTH)
 
 
 @lru_cache(maxsize=4096)
@@ -32,7 +33,7 @@ def fingerprint(statement: str) -> str:
     >>> fingerprint("SELECT * FROM t WHERE id IN (?, ?, ?) AND name = 'x'")
     'SELECT * FROM t WHERE id IN (?) AND name = ?'
     """
-    text = _WHITESPACE.sub(" ", statement).strip()
+    text = _WHITESPACE.sub(" ", statement[:MAX_FINGERPRINTED]).strip()
     text = _STRING_LITERAL.sub("?", text)
     text = _POSTCOMPILE.sub("?", text)
     text = _PLACEHOLDER.sub("?", text)
