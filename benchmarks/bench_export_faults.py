@@ -31,8 +31,10 @@ from pathlib import Path
 
 from _harness import Check, Report, env_int
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support.otlp_receiver import ReceiverProcess  # noqa: E402  (the tests' receiver, run as a process)
+
 ROOT = Path(__file__).resolve().parent.parent
-RECEIVER = ROOT / "tests" / "support" / "otlp_receiver.py"
 SECONDS = env_int("BENCH_SECONDS", 8)
 
 APP = r'''
@@ -57,29 +59,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Receiver:
-    """The receiver process on a fixed port; (arrival time, span name) of what it printed."""
-
-    def __init__(self, port: int) -> None:
-        self.port, self.received, self.process = port, [], None
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "FLOWSCOPE_"))}
-        self.process = subprocess.Popen([sys.executable, str(RECEIVER), str(self.port)], stdout=subprocess.PIPE,
-                                        text=True, env={**env, "PYTHONPATH": str(ROOT / "tests")})
-        assert self.process.stdout.readline().strip() == "ready"
-        threading.Thread(target=self._read, args=(self.process,), daemon=True).start()
-
-    def _read(self, process: subprocess.Popen) -> None:
-        for line in process.stdout:
-            self.received.append((time.time(), line.strip()))
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-
-
 class _Slow(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -91,6 +70,11 @@ class _Slow(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+def receiver_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "FLOWSCOPE_"))}
+    return {**env, "PYTHONPATH": str(ROOT / "tests")}
 
 
 def run_app(port: int | None, during=None) -> dict:  # type: ignore[no-untyped-def]
@@ -122,13 +106,13 @@ def main() -> None:
     rows = {}
     rows["none"] = run_app(None)
 
-    receiver = Receiver(free_port())
+    receiver = ReceiverProcess(free_port(), receiver_env())
     receiver.start()
     rows["healthy"] = run_app(receiver.port)
     rows["healthy"]["received"] = len(receiver.received)
     receiver.kill()
 
-    receiver = Receiver(free_port())
+    receiver = ReceiverProcess(free_port(), receiver_env())
     receiver.start()
     window: dict[str, float] = {}
 

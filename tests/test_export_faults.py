@@ -12,13 +12,13 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from support.e2e import clean_env
+from support.otlp_receiver import ReceiverProcess
 
 RECEIVER = Path(__file__).parent / "support" / "otlp_receiver.py"
 
@@ -41,29 +41,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Receiver:
-    """The receiver process on a fixed port; the names it printed, kept across restarts."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.names: list[str] = []
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen([sys.executable, str(RECEIVER), str(self.port)], stdout=subprocess.PIPE,
-                                        text=True, env=clean_env(PYTHONPATH=str(RECEIVER.parent.parent)))
-        assert self.process.stdout.readline().strip() == "ready"
-        threading.Thread(target=self._read, args=(self.process,), daemon=True).start()
-
-    def _read(self, process: subprocess.Popen) -> None:
-        for line in process.stdout:
-            self.names.append(line.strip())
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait()
-
-
 def app_env(port: int, **more: str) -> dict[str, str]:
     return clean_env(OTEL_TRACES_EXPORTER="otlp", OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
                      OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}", OTEL_BSP_SCHEDULE_DELAY="100",
@@ -71,7 +48,7 @@ def app_env(port: int, **more: str) -> dict[str, str]:
 
 
 def test_export_resumes_within_seconds_of_the_receivers_return_and_logs_the_outage_once(tmp_path: Path) -> None:
-    receiver = Receiver(free_port())
+    receiver = ReceiverProcess(free_port(), clean_env(PYTHONPATH=str(RECEIVER.parent.parent)))
     receiver.start()
     script = tmp_path / "app.py"
     script.write_text(APP)

@@ -152,6 +152,40 @@ class OtlpReceiver:
                 for rs in request.resource_spans for ss in rs.scope_spans for span in ss.spans]
 
 
+class ReceiverProcess:
+    """This module run as its own process on ``port``: ``received`` holds (arrival time, span name)
+    of what it printed, across restarts (the fault-injection tests and benchmarks kill it)."""
+
+    def __init__(self, port: int, env: dict[str, str]) -> None:
+        self.port, self.env = port, env
+        self.received: list[tuple[float, str]] = []
+        self.process: Any = None
+
+    @property
+    def names(self) -> list[str]:
+        return [name for _, name in self.received]
+
+    def start(self) -> None:
+        import subprocess
+        import sys
+
+        self.process = subprocess.Popen([sys.executable, __file__, str(self.port)], stdout=subprocess.PIPE,
+                                        text=True, env=self.env)
+        assert self.process.stdout.readline().strip() == "ready"
+        threading.Thread(target=self._read, args=(self.process,), daemon=True).start()
+
+    def _read(self, process: Any) -> None:
+        import time
+
+        for line in process.stdout:
+            self.received.append((time.time(), line.strip()))
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+
+
 def main() -> None:
     """Run as a process: ``python otlp_receiver.py HTTP_PORT`` prints ``ready`` and then the name
     of every span received over HTTP, one per line, until killed (the fault-injection tests)."""
