@@ -110,3 +110,26 @@ def test_an_unreachable_receiver_delays_exit_by_at_most_3_seconds_and_says_what_
     assert exited - work_done < 3.5, f"exit took {exited - work_done:.1f} s after the work ({target})"
     assert exited - started < 10
     assert "spans were not exported at exit" in done.stderr or "cannot export spans" in done.stderr
+
+
+def test_force_flush_returns_within_its_timeout_from_a_black_hole(tmp_path: Path) -> None:
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)
+    script = tmp_path / "flush.py"
+    script.write_text(
+        "import time, flowscope\n"
+        "telemetry = flowscope.configure()\n"
+        "with flowscope.operation('op'):\n"
+        "    pass\n"
+        "start = time.perf_counter()\n"
+        "flushed = telemetry.force_flush(timeout_millis=1000)\n"
+        "print(flushed, round(time.perf_counter() - start, 2))\n")
+    try:
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                              env=app_env(hole.getsockname()[1], OTEL_EXPORTER_OTLP_TIMEOUT="30"))
+    finally:
+        hole.close()
+    assert done.returncode == 0, done.stderr
+    flushed, seconds = done.stdout.split()
+    assert flushed == "False" and float(seconds) < 1.3, done.stdout    # the SDK alone waits out its 30 s timeout

@@ -95,16 +95,30 @@ class Telemetry:
     span_operations: SpanOperationProcessor | None = None   # None: no span kind is an operation
 
     def force_flush(self, timeout_millis: int = 5000) -> bool:
-        """Export what is queued now (e.g. before a short script exits)."""
+        """Export what is queued now (e.g. before a short script exits); returns within
+        ``timeout_millis`` whatever the backend does, False when the flush did not finish.
+
+        Design decision: the SDK's batch processor (1.45) waits for its export however long the
+        exporter's own retries take, whatever timeout it is given; the flush runs on a daemon
+        thread that the caller waits for at most the timeout (an unfinished one goes on there).
+        """
+        done: list[bool] = []
+        worker = threading.Thread(target=lambda: done.append(self._flush(timeout_millis)),
+                                  name="flowscope-flush", daemon=True)
+        worker.start()
+        worker.join(max(timeout_millis, 0) / 1000)
+        return bool(done and done[0])
+
+    def _flush(self, timeout_millis: int) -> bool:
         flushed = True
-        if self.tracer_provider is not None:
-            flushed = self.tracer_provider.force_flush(timeout_millis)
-        if self.meter_provider is not None:
-            try:
+        try:
+            if self.tracer_provider is not None:
+                flushed = bool(self.tracer_provider.force_flush(timeout_millis))
+            if self.meter_provider is not None:
                 flushed = bool(self.meter_provider.force_flush(timeout_millis)) and flushed
-            except Exception:
-                health.failed("flushing metrics")
-                flushed = False
+        except Exception:
+            health.failed("flushing telemetry")
+            flushed = False
         return flushed
 
 
