@@ -37,15 +37,23 @@ $(STAMP21): pyproject.toml constraints.txt setup.py
 	$(VENV21)/bin/python -m pip install --quiet -c $(VENV21)/constraints.txt -e '.[test]'
 	touch $(STAMP21)
 
-test: $(STAMP) $(PHOENIX_STAMP) $(STAMP21)
+# The official SARIF 2.1.0 JSON schema, which tests/test_sarif.py validates flowscope's SARIF against.
+SARIF_SCHEMA := .cache/sarif-2.1.0-rtm.5.json
+
+$(SARIF_SCHEMA): scripts/install-sarif-schema.sh
+	scripts/install-sarif-schema.sh $(SARIF_SCHEMA)
+
+TEST_ENV = FLOWSCOPE_PHOENIX_VENV=$(abspath $(PHOENIX_VENV)) FLOWSCOPE_SARIF_SCHEMA=$(abspath $(SARIF_SCHEMA))
+
+test: $(STAMP) $(PHOENIX_STAMP) $(STAMP21) $(SARIF_SCHEMA)
 	@echo "== test suite on SQLAlchemy $$($(BIN)/python -c 'import sqlalchemy; print(sqlalchemy.__version__)')"
-	FLOWSCOPE_PHOENIX_VENV=$(abspath $(PHOENIX_VENV)) $(BIN)/python -m pytest
+	$(TEST_ENV) $(BIN)/python -m pytest
 	@echo "== test suite on SQLAlchemy $$($(VENV21)/bin/python -c 'import sqlalchemy; print(sqlalchemy.__version__)')"
-	FLOWSCOPE_PHOENIX_VENV=$(abspath $(PHOENIX_VENV)) $(VENV21)/bin/python -m pytest
+	$(TEST_ENV) $(VENV21)/bin/python -m pytest
 
 # Speed and memory targets, measured side by side (see benchmarks/); not part of `make test`.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) $(VENV21) .pytest_cache flowscope.db flowscope-report.html
+	rm -rf $(VENV) $(VENV21) .cache .pytest_cache flowscope.db flowscope-report.html

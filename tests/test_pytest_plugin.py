@@ -162,6 +162,26 @@ def test_titles(client):
                                  f"at flask_app.py:{line} in list_titles"])
 
 
+def test_tool_flowscope_in_the_rootdirs_pyproject_ignores_findings_and_is_checked(project: pytest.Pytester) -> None:
+    project.makefile(".toml", pyproject='''
+[[tool.flowscope.ignore]]
+kind = "n_plus_one"
+operation = "test_blog.py::test_lists_posts"
+reason = "the lazy list is the point of this test"
+''')
+    result = project.runpytest_subprocess("test_blog.py", "--flowscope", "--flowscope-nplusone=error",
+                                          "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=2, failed=1)          # ignored in test_lists_posts, an error in setUp's test
+    result.stdout.fnmatch_lines(["*1 ignored by *pyproject.toml*"])
+    assert "N+1 query pattern in test_blog.py::TestWithSetUp::test_feed" in result.stdout.str()
+
+    (project.path / "pyproject.toml").write_text("[tool.flowscope]\nthresholds = 5\n")
+    bad = project.runpytest_subprocess("test_blog.py", "--flowscope", "-p", "no:cacheprovider")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    assert "pyproject.toml: [tool.flowscope].thresholds: expected a table, got int 5" in bad.stderr.str()
+
+
 def test_query_budgets_fail_over_the_budget_listing_the_statements_plugin_or_not(project: pytest.Pytester) -> None:
     for switch in ((), ("--flowscope",)):
         result = project.runpytest_subprocess("test_budgets.py", *switch, "-p", "no:cacheprovider")

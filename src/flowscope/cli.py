@@ -10,6 +10,8 @@ are one line on stderr and exit status 2; anything else is a bug and keeps its t
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from rich.console import Console
 
@@ -61,11 +63,14 @@ def _console() -> Console:
     return console if console.is_terminal else Console(width=160)
 
 
-@main.command(context_settings={"ignore_unknown_options": True})
+# Everything after the target is the scenario's (allow_interspersed_args=False): flowscope's own
+# options come before it, so a script's --json or --fail-on is never taken by flowscope.
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("target", metavar="SCRIPT.py|MODULE:FUNCTION")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.option("--fail-on", type=click.Choice(["low", "medium", "high", "never"]), default="medium",
-              show_default=True, help="Exit 1 when a recommendation of this severity or higher is found.")
+@click.option("--fail-on", type=click.Choice(["low", "medium", "high", "never"]), default=None,
+              help="Exit 1 when a recommendation of this severity or higher is found "
+                   "[default: [tool.flowscope] fail_on, else medium].")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               help="Also write the verdict and the whole report as JSON.")
 @_html_option
@@ -73,8 +78,17 @@ def _console() -> Console:
               help="github: also print each finding as a GitHub Actions annotation (on the line of code).")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               help="Also write the findings as a JUnit XML test report (GitLab, Jenkins, ...).")
-def check(target: str, args: tuple[str, ...], fail_on: str, json_path: str | None, html_path: str | None,
-          annotations: str, junit_path: str | None) -> None:
+@click.option("--sarif", "sarif_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="Also write the findings as SARIF 2.1.0 (GitHub code scanning).")
+@click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Fail only on findings not in this baseline; say which of its findings are gone.")
+@click.option("--write-baseline", "write_baseline_path", type=click.Path(dir_okay=False, writable=True),
+              metavar="FILE", help="Write today's findings as a baseline (the check's verdict is unchanged).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
+              help="Read [tool.flowscope] from this file [default: the first pyproject.toml from here up].")
+def check(target: str, args: tuple[str, ...], fail_on: str | None, json_path: str | None, html_path: str | None,
+          annotations: str, junit_path: str | None, sarif_path: str | None, baseline_path: str | None,
+          write_baseline_path: str | None, config_path: str | None) -> None:
     """Run a scenario with flowscope on, print the report, and fail on its findings (a CI gate).
 
     \b
@@ -82,19 +96,35 @@ def check(target: str, args: tuple[str, ...], fail_on: str, json_path: str | Non
     $ flowscope check myapp.jobs:nightly --json flowscope-check.json --html flowscope-check.html
     $ flowscope check scenarios/checkout.py --annotations github     # in a GitHub Actions step
     $ flowscope check scenarios/checkout.py --junit flowscope-check.xml   # GitLab, Jenkins, ...
+    $ flowscope check --sarif flowscope.sarif --baseline flowscope-baseline.json scenarios/checkout.py
 
-    Exit status: 0 passed, 1 a finding at or above --fail-on, 2 the scenario could not run.
+    flowscope's options come before the target; what follows it is the scenario's own arguments.
+    Exit status: 0 passed, 1 a finding at or above --fail-on, 2 the scenario could not run (or
+    the configuration or baseline is unusable).
     """
     import json
+    from pathlib import Path
 
+    from .ci._baseline import BaselineError, baseline_json, read_baseline
+    from .ci._project_config import ConfigError, load_project_config
     from .performance import BenchmarkError, CheckError, print_process_report, run_check
 
     try:
-        result = run_check(target, args, fail_on=fail_on)
-    except (CheckError, BenchmarkError) as err:
+        config = load_project_config(Path(config_path) if config_path else None)
+        baseline = read_baseline(baseline_path) if baseline_path else None
+        result = run_check(target, args, fail_on=fail_on or config.fail_on or "medium", config=config,
+                           baseline=baseline)
+    except (CheckError, BenchmarkError, ConfigError, BaselineError) as err:
         raise _UserError(str(err)) from None
     console = _console()
     print_process_report(result.report, console)
+    _print_adoption(result, console)
+    if write_baseline_path:
+        _write_file("--write-baseline", write_baseline_path, baseline_json(result.report.recommendations), console)
+    if sarif_path:
+        from .ci._sarif import sarif_json
+
+        _write_file("--sarif", sarif_path, sarif_json(result), console)
     if json_path:
         _write_file("--json", json_path, json.dumps(result.to_dict(), indent=2, default=str), console)
     if html_path:
@@ -112,12 +142,28 @@ def check(target: str, args: tuple[str, ...], fail_on: str, json_path: str | Non
         console.print(f"[bold red]check failed[/bold red]: {result.unmeasured_only}")
         raise SystemExit(1)
     if result.passed:
-        console.print(f"[bold green]check passed[/bold green]: no recommendation at or above {fail_on}")
+        console.print(f"[bold green]check passed[/bold green]: no recommendation at or above {result.fail_on}"
+                      + (" that the baseline does not know" if result.baseline is not None else ""))
         return
     console.print(f"[bold red]check failed[/bold red]: {len(result.failing)} recommendation(s) at or "
-                  f"above {fail_on}: " + ", ".join(f"{r.kind} in {r.operation}" for r in result.failing),
+                  f"above {result.fail_on}" + (" not in the baseline" if result.baseline is not None else "")
+                  + ": " + ", ".join(f"{r.kind} in {r.operation}" for r in result.failing),
                   soft_wrap=True)
     raise SystemExit(1)
+
+
+def _print_adoption(result: Any, console: Console) -> None:
+    """What [tool.flowscope] ignored and what the baseline knew, in a few lines."""
+    for rec, rule in result.ignored:
+        console.print(f"ignored ({result.config.source}): {rec.kind} in {rec.operation}: {rule.reason}", soft_wrap=True)
+    compared = result.baseline
+    if compared is None:
+        return
+    console.print(f"baseline: {len(compared.new)} new, {len(compared.known)} known (not failing), "
+                  f"{len(compared.gone)} gone", soft_wrap=True)
+    for key in compared.gone:
+        where = f" at {key.file} in {key.function}" if key.file else ""
+        console.print(f"  gone: {key.kind} in {key.operation}{where} (fixed, or not run this time)", soft_wrap=True)
 
 
 # -- benchmarking and load testing (issue 4) ------------------------------------------------------

@@ -29,7 +29,7 @@ import os
 import runpy
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..analysis._recommendation import Recommendation
@@ -38,8 +38,10 @@ from ..reports._process_report import ProcessReport, process_report
 from ..telemetry import configure, install_eager_load_audit, operation, uninstall_eager_load_audit
 from ..telemetry._contrib import instrument_installed
 from ..telemetry.sql._eager_audit import eager_load_audit_installed
+from ._baseline import BaselineComparison, compare
+from ._identity import FindingIdentity
+from ._project_config import FAIL_ON, IgnoreRule, ProjectConfig
 
-FAIL_ON = ("low", "medium", "high", "never")
 _RANK = {"low": 1, "medium": 2, "high": 3, "never": 4}
 
 
@@ -49,9 +51,12 @@ class CheckError(ValueError):
 
 @dataclass(frozen=True)
 class CheckResult:
-    report: ProcessReport
+    report: ProcessReport                 # its recommendations: those no ignore rule matched
     fail_on: str
-    failing: tuple[Recommendation, ...]   # recommendations at or above ``fail_on``
+    failing: tuple[Recommendation, ...]   # recommendations at or above ``fail_on`` (new ones, with a baseline)
+    ignored: tuple[tuple[Recommendation, IgnoreRule], ...] = ()
+    baseline: BaselineComparison | None = None
+    config: ProjectConfig | None = None
 
     @property
     def unmeasured_only(self) -> str | None:
@@ -67,14 +72,29 @@ class CheckResult:
         return not self.failing and self.unmeasured_only is None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "fail_on": self.fail_on, "unmeasured_only": self.unmeasured_only,
-                "failing": [r.to_dict() for r in self.failing], "report": self.report.to_dict()}
+        out: dict[str, Any] = {
+            "passed": self.passed, "fail_on": self.fail_on, "unmeasured_only": self.unmeasured_only,
+            "failing": [r.to_dict() for r in self.failing],
+            "ignored": [{"finding": rec.to_dict(), "reason": rule.reason} for rec, rule in self.ignored],
+            "config": self.config.source if self.config is not None else None}
+        if self.baseline is not None:
+            out["baseline"] = {"new": len(self.baseline.new), "known": len(self.baseline.known),
+                               "gone": [asdict(key) for key in self.baseline.gone]}
+        out["report"] = self.report.to_dict()
+        return out
 
 
-def run_check(target: str, args: Sequence[str] = (), fail_on: str = "medium") -> CheckResult:
-    """Run ``target`` (a ``.py`` file or ``module:function``) measured; judge the report."""
+def run_check(target: str, args: Sequence[str] = (), fail_on: str = "medium", *,
+              config: ProjectConfig | None = None,
+              baseline: Sequence[FindingIdentity] | None = None) -> CheckResult:
+    """Run ``target`` (a ``.py`` file or ``module:function``) measured; judge the report.
+
+    ``config`` (``[tool.flowscope]``, see _project_config) gives the thresholds and the ignore
+    rules; with a ``baseline`` (see _baseline) only findings not in it can fail the check.
+    """
     if fail_on not in _RANK:
         raise CheckError(f"fail_on={fail_on!r}: expected one of {', '.join(FAIL_ON)}")
+    config = config or ProjectConfig()
     telemetry = configure(instrument=True)
     instrument_installed()
     audited = eager_load_audit_installed()
@@ -85,9 +105,13 @@ def run_check(target: str, args: Sequence[str] = (), fail_on: str = "medium") ->
     finally:
         if not audited:   # called in a process that goes on (a test, a notebook): as it was
             uninstall_eager_load_audit()
-    report = process_report(telemetry.aggregator, span_store=telemetry.span_store)
-    failing = tuple(r for r in report.recommendations if _RANK[r.severity] >= _RANK[fail_on])
-    return CheckResult(report, fail_on, failing)
+    report = process_report(telemetry.aggregator, config.thresholds, span_store=telemetry.span_store)
+    kept, ignored = config.split(report.recommendations)
+    report = replace(report, recommendations=kept)
+    compared = compare(kept, baseline) if baseline is not None else None
+    candidates = compared.new if compared is not None else kept
+    failing = tuple(r for r in candidates if _RANK[r.severity] >= _RANK[fail_on])
+    return CheckResult(report, fail_on, failing, ignored, compared, config)
 
 
 def _root_name(target: str) -> str:

@@ -40,9 +40,11 @@ MAX_SUMMARY_LINES = 20
 
 
 class _PluginState:
-    def __init__(self, nplusone: str) -> None:
+    def __init__(self, nplusone: str, project: Any) -> None:
         self.nplusone = nplusone
+        self.project = project          # [tool.flowscope] of the rootdir's pyproject.toml (ci/_project_config)
         self.findings: list[Any] = []   # every test's query findings (Recommendation), for the summary
+        self.ignored = 0                # findings an ignore rule matched
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,8 +69,14 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "(flowscope)")
     if not _enabled(config):
         return
+    from flowscope.ci._project_config import ConfigError, load_project_config
+
+    try:
+        project = load_project_config(start=config.rootpath)
+    except ConfigError as err:
+        raise pytest.UsageError(f"flowscope: {err}") from None
     _switch_on()
-    config.stash[_STATE] = _PluginState(config.getoption("--flowscope-nplusone"))
+    config.stash[_STATE] = _PluginState(config.getoption("--flowscope-nplusone"), project)
 
 
 def _switch_on() -> None:
@@ -121,9 +129,11 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 def _judge(item: pytest.Item, frame: Any, state: _PluginState) -> None:
     """The test's query findings, from its own frame (requests inside it included): kept for the
     summary; an N+1 fails the test under ``--flowscope-nplusone=error``."""
-    from flowscope.analysis._findings import Thresholds, frame_findings
+    from flowscope.analysis._findings import frame_findings
 
-    findings = frame_findings(item.nodeid, frame, Thresholds())
+    kept, ignored = state.project.split(tuple(frame_findings(item.nodeid, frame, state.project.thresholds)))
+    findings = list(kept)
+    state.ignored += len(ignored)
     if state.nplusone == "off":
         findings = [r for r in findings if r.kind != "n_plus_one"]
     state.findings.extend(findings)
@@ -194,11 +204,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     from flowscope.analysis._recommendation import grouped, most_valuable_first
     from flowscope.performance import process_report
 
-    report = process_report()
+    report = process_report(thresholds=state.project.thresholds)
     terminalreporter.section("flowscope")
     groups = grouped(most_valuable_first(state.findings))
     terminalreporter.write_line(f"{len(report.operations)} operations measured, {report.measured_queries} queries; "
-                                f"{len(state.findings)} findings in tests ({len(groups)} distinct), worst first")
+                                f"{len(state.findings)} findings in tests ({len(groups)} distinct), worst first"
+                                + (f"; {state.ignored} ignored by {state.project.source}" if state.ignored else ""))
     for group in groups[:MAX_SUMMARY_LINES]:
         rec = group.first
         at = f" at {rec.evidence.call_site}" if rec.evidence.call_site else ""
