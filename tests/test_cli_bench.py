@@ -46,6 +46,28 @@ def test_bench_prints_statistics_and_the_verdict_and_writes_json(tmp_path: Path)
     assert "support.bench_targets:single (new)" in again.output
 
 
+def test_bench_fails_on_a_significant_regression_against_the_saved_result_naming_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    saved = tmp_path / "main.json"
+    run = ("bench", "support.bench_targets:changing", "--iterations", "12", "--warmup", "1", "--min-time", "0.002",
+           "--clock", "cpu")
+    assert invoke(*run, "--json", str(saved)).exit_code == 0
+
+    same = invoke(*run, "--compare-to", str(saved), "--fail-on-regression", "50")
+    assert same.exit_code == 0, same.output
+    assert f"no regression over 50% against {saved}" in same.output
+
+    monkeypatch.setenv("BENCH_TARGET_WORK", "6000")                 # three times the work
+    slower = invoke(*run, "--compare-to", str(saved), "--fail-on-regression", "50")
+    assert slower.exit_code == 1, slower.output
+    assert "regression: support.bench_targets:changing is +" in slower.output
+    assert f"slower than in {saved}" in slower.output and "over the 50% allowed" in slower.output
+    assert invoke(*run, "--compare-to", str(saved), "--fail-on-regression", "500").exit_code == 0   # within 500%
+
+    alone = invoke(*run, "--fail-on-regression", "5")
+    assert alone.exit_code == 2 and "--fail-on-regression needs --compare-to FILE" in alone.output
+
+
 def test_bench_writes_the_comparison_as_an_html_page_when_asked(tmp_path: Path) -> None:
     page = tmp_path / "bench.html"
     result = invoke("bench", "support.bench_targets:single", "support.bench_targets:double", "--iterations", "4",

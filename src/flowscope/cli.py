@@ -184,14 +184,21 @@ def _print_adoption(result: Any, console: Console) -> None:
 @_html_option
 @click.option("--compare-to", "saved_path", type=click.Path(dir_okay=False), metavar="FILE",
               help="A result saved with --json earlier: say what changed since, per function.")
+@click.option("--fail-on-regression", "regression_percent", type=click.FloatRange(min=0), default=None,
+              metavar="PCT", help="With --compare-to: exit 1 when a function is significantly slower than "
+                                  "in the saved result by more than PCT percent.")
 def bench(targets: tuple[str, ...], iterations: int, warmup: int, min_time: float, clock: str, seed: int,
-          json_path: str | None, html_path: str | None, saved_path: str | None) -> None:
+          json_path: str | None, html_path: str | None, saved_path: str | None,
+          regression_percent: float | None) -> None:
     """Time zero-argument functions and compare each with the first (Mann-Whitney U test).
 
     \b
     $ flowscope bench mymodule:encode_json mymodule:encode_msgpack --json bench.json
     $ flowscope bench mymodule:encode_json mymodule:encode_msgpack --compare-to bench.json
+    $ flowscope bench mymodule:encode_json --compare-to main.json --fail-on-regression 10   # a CI gate
     """
+    if regression_percent is not None and saved_path is None:
+        raise _UserError("--fail-on-regression needs --compare-to FILE (the saved result to compare with)")
     from .benchmark._targets import callable_target
     from .benchmark._terminal import print_comparison, print_result_comparison
     from .performance import BenchmarkError, ComparisonResult, compare
@@ -214,6 +221,14 @@ def bench(targets: tuple[str, ...], iterations: int, warmup: int, min_time: floa
         _write_file("--json", json_path, result.to_json(), console)
     if html_path:
         _write_file("--html", html_path, result.to_html(), console)
+    if change is not None and regression_percent is not None:
+        slower = change.regressions(regression_percent)
+        if slower:
+            console.print(f"[bold red]regression[/bold red]: " + "; ".join(
+                f"{c.subject} is {c.change_percent:+.1f}% slower than in {saved_path} (p={c.p_value:.3g})"
+                for c in slower) + f", over the {regression_percent:g}% allowed", soft_wrap=True)
+            raise SystemExit(1)
+        console.print(f"[bold green]no regression[/bold green] over {regression_percent:g}% against {saved_path}")
 
 
 @main.command("load-test")

@@ -1,6 +1,9 @@
-"""Zero-argument functions for `flowscope bench` specifications: one does twice the other's work."""
+"""Zero-argument functions for `flowscope bench` specifications: one does twice the other's work;
+``changing`` does as much as ``BENCH_TARGET_WORK`` says (the same function, made slower between runs)."""
 
 from __future__ import annotations
+
+import os
 
 
 def _work(n: int) -> int:
@@ -16,6 +19,10 @@ def single() -> int:
 
 def double() -> int:
     return _work(4_000)
+
+
+def changing() -> int:
+    return _work(int(os.environ.get("BENCH_TARGET_WORK", "2000")))
 
 
 def explode() -> None:

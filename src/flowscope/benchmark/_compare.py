@@ -164,6 +164,10 @@ class ResultComparison:
                 return c
         raise KeyError(f"no subject {name!r} in both results; compared: {', '.join(c.subject for c in self.changes)}")
 
+    def regressions(self, percent: float) -> tuple[_statistics.Significance, ...]:
+        """Subjects significantly slower than in the saved result, by more than ``percent``."""
+        return tuple(c for c in self.changes if c.significant and c.change_percent > percent)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
