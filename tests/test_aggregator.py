@@ -57,6 +57,30 @@ def exact_rank_value(values: list[float], q: float) -> float:
 # --- counts and durations ------------------------------------------------------------------------
 
 
+def test_merged_states_keep_exact_counts_and_quantiles_within_accuracy_of_the_union():
+    rng = random.Random(7)
+    fast = [rng.lognormvariate(1.0, 0.5) for _ in range(400)]
+    slow = [rng.lognormvariate(3.0, 0.5) for _ in range(300)]
+    workers = [BottleneckSpanProcessor(), BottleneckSpanProcessor()]
+    for worker, durations in zip(workers, (fast, slow)):
+        for d in durations:
+            worker.on_end(finished_span("load", d, error=d > 40))
+        worker.on_end(finished_span(f"only on worker {workers.index(worker)}", 1.0))
+    controller = BottleneckSpanProcessor()
+    for worker in workers:
+        controller.merge_state(worker.export_state())
+
+    union = fast + slow
+    stats = controller.operation("load")
+    assert (stats.count, stats.errors) == (700, sum(1 for d in union if d > 40))
+    assert stats.duration_ms.max == pytest.approx(max(union), abs=1e-6)              # spans are in whole ns
+    assert stats.duration_ms.mean == pytest.approx(sum(union) / 700, abs=1e-6)
+    for q, value in ((0.50, stats.duration_ms.p50), (0.95, stats.duration_ms.p95)):
+        exact = exact_rank_value(union, q)
+        assert abs(value - exact) <= RELATIVE_ACCURACY * exact + 1e-9, (q, value, exact)
+    assert set(controller.operation_names()) == {"load", "only on worker 0", "only on worker 1"}
+
+
 def test_count_and_errors_are_exact():
     processor = BottleneckSpanProcessor()
     for i in range(37):

@@ -86,6 +86,15 @@ def test_the_monitor_sees_this_tests_queries(client, flowscope_monitor):
     assert "12x SELECT authors.id" in flowscope_monitor.statements()
 '''
 
+MORE_TESTS = """
+def test_lists_posts_again(client):
+    assert len(client.get("/api/posts").json) == 12
+
+
+def test_lists_posts_once_more(client):
+    assert len(client.get("/api/posts").json) == 12
+"""
+
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
@@ -180,6 +189,32 @@ reason = "the lazy list is the point of this test"
     bad = project.runpytest_subprocess("test_blog.py", "--flowscope", "-p", "no:cacheprovider")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     assert "pyproject.toml: [tool.flowscope].thresholds: expected a table, got int 5" in bad.stderr.str()
+
+
+def test_with_xdist_the_workers_findings_and_statistics_are_merged_on_the_controller(
+        project: pytest.Pytester) -> None:
+    report = project.path / "report.json"
+    project._monkeypatch.setenv("FLOWSCOPE_REPORT_JSON", str(report))
+    project.makepyfile(test_more=MORE_TESTS)
+
+    result = project.runpytest_subprocess("test_blog.py", "test_more.py", "--flowscope", "-n", "2",
+                                          "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=5)
+    output = result.stdout.str()
+    assert "2 workers" in output
+    # one summary, on the controller: the lazy load the four tests share (three lists, one feed) in one line
+    result.stdout.fnmatch_lines(["*4 findings in tests (1 distinct)*",
+                                 f"*n_plus_one*Post.author in test_*::* (and 3 more tests) "
+                                 f"at flask_app.py:{lazy_line(project)} in serialize"])
+    assert output.count("= flowscope =") == 1
+    data = json.loads(report.read_text())
+    operations = {op["name"]: op for op in data["operations"]}
+    assert operations["GET /api/posts"]["count"] == 3                    # requests made on both workers
+    assert operations["GET /api/posts"]["query_count"]["total"] == 3 * (1 + AUTHORS)
+    assert {name for name in operations if "::" in name} >= {
+        "test_blog.py::test_lists_posts", "test_more.py::test_lists_posts_again",
+        "test_more.py::test_lists_posts_once_more"}
 
 
 def test_query_budgets_fail_over_the_budget_listing_the_statements_plugin_or_not(project: pytest.Pytester) -> None:

@@ -80,6 +80,12 @@ class Recommendation:
         data["evidence"] = {k: v for k, v in data["evidence"].items() if v is not None}
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recommendation:
+        """The recommendation :meth:`to_dict` gave (a pytest-xdist worker's, a saved report's)."""
+        return cls(**{**data, "evidence": Evidence(**data.get("evidence", {})),
+                      "estimated_savings": Savings(**data.get("estimated_savings", {}))})
+
 
 def most_valuable_first(recommendations: list[Recommendation]) -> list[Recommendation]:
     return sorted(recommendations, key=lambda r: r.value_score, reverse=True)

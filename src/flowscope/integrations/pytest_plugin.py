@@ -77,12 +77,21 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"flowscope: {err}") from None
     _switch_on()
     config.stash[_STATE] = _PluginState(config.getoption("--flowscope-nplusone"), project)
+    if config.pluginmanager.hasplugin("xdist") and not _is_xdist_worker():
+        config.pluginmanager.register(_XdistController(config.stash[_STATE]), "flowscope-xdist")
+
+
+def _is_xdist_worker() -> bool:
+    return "PYTEST_XDIST_WORKER" in os.environ
 
 
 def _switch_on() -> None:
     from flowscope.telemetry import configure, install_eager_load_audit
     from flowscope.telemetry._contrib import instrument_installed
 
+    if _is_xdist_worker():   # the controller writes the merged report; a worker's would be partial
+        for variable in ("FLOWSCOPE_REPORT_JSON", "FLOWSCOPE_REPORT_HTML"):
+            os.environ.pop(variable, None)
     telemetry = configure()
     if not telemetry.disabled:
         instrument_installed()   # idempotent: skips what is already instrumented
@@ -195,6 +204,42 @@ class TestMeasurement:
 
         frame = self.frame
         return frame_findings(self._item.nodeid, frame, Thresholds()) if frame else []
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On a pytest-xdist worker: hand this worker's findings and statistics to the controller."""
+    state = session.config.stash.get(_STATE, None)
+    output = getattr(session.config, "workeroutput", None)
+    if state is None or output is None:
+        return
+    from flowscope.telemetry import configure
+    from flowscope.telemetry._frames import unmeasured
+
+    output["flowscope"] = {"findings": [rec.to_dict() for rec in state.findings], "ignored": state.ignored,
+                           "aggregator": configure().aggregator.export_state(), "unmeasured": unmeasured.state()}
+
+
+class _XdistController:
+    """On the pytest-xdist controller: merge each worker's data as the worker finishes (its
+    findings, and its aggregator's state: sketches merged, not quantiles averaged), so the
+    summary and ``FLOWSCOPE_REPORT_JSON`` / ``_HTML`` cover the whole run."""
+
+    def __init__(self, state: _PluginState) -> None:
+        self.state = state
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        data = getattr(node, "workeroutput", {}).get("flowscope")
+        if not data:
+            return
+        from flowscope.analysis._recommendation import Recommendation
+        from flowscope.telemetry import configure
+        from flowscope.telemetry._frames import unmeasured
+
+        self.state.findings.extend(Recommendation.from_dict(found) for found in data["findings"])
+        self.state.ignored += data["ignored"]
+        configure().aggregator.merge_state(data["aggregator"])
+        unmeasured.merge(data["unmeasured"])
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -49,6 +49,7 @@ Design decisions:
 
 from __future__ import annotations
 
+import pickle
 import threading
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -303,6 +304,12 @@ class _Running:
         if high > self.high:
             self.high = high
 
+    def merge(self, other: _Running) -> None:
+        self.n += other.n
+        self.total += other.total
+        self.low = min(self.low, other.low)
+        self.high = max(self.high, other.high)
+
     def freeze(self) -> MinMaxMean:
         if not self.n:
             return MinMaxMean(0.0, 0.0, 0.0, 0.0)
@@ -331,6 +338,23 @@ class _FingerprintAccumulator:
         self.bound_values = 0              # rows or values handled, over all executions
         self.from_flush = False
 
+    def merge(self, other: _FingerprintAccumulator) -> None:
+        self.executions += other.executions
+        self.seconds += other.seconds
+        self.spans += other.spans
+        if other.max_repeats > self.max_repeats:
+            self.max_repeats = other.max_repeats
+            self.example_trace_id, self.example_span_id = other.example_trace_id, other.example_span_id
+        self.max_distinct = max(self.max_distinct, other.max_distinct)
+        self.max_identical = max(self.max_identical, other.max_identical)
+        self.relationship = self.relationship or other.relationship
+        self.call_site = self.call_site or other.call_site
+        self.example_statement = self.example_statement or other.example_statement
+        self.enclosing |= other.enclosing
+        self.max_loader = max(self.max_loader, other.max_loader)
+        self.bound_values += other.bound_values
+        self.from_flush = self.from_flush or other.from_flush
+
 
 class _EagerLoadAccumulator:
     __slots__ = ("spans", "unused_spans", "max_parents", "max_objects", "max_queries", "call_site",
@@ -352,6 +376,16 @@ class _EagerLoadAccumulator:
             self.call_site = verdict.call_site
         if context is not None and (not self.example_span_id or (not verdict.used and self.unused_spans == 1)):
             self.example_trace_id, self.example_span_id = context.trace_id, context.span_id
+
+    def merge(self, other: _EagerLoadAccumulator) -> None:
+        if other.unused_spans and not self.unused_spans or not self.example_span_id:
+            self.example_trace_id, self.example_span_id = other.example_trace_id, other.example_span_id
+        self.spans += other.spans
+        self.unused_spans += other.unused_spans
+        self.max_parents = max(self.max_parents, other.max_parents)
+        self.max_objects = max(self.max_objects, other.max_objects)
+        self.max_queries = max(self.max_queries, other.max_queries)
+        self.call_site = self.call_site or other.call_site
 
 
 class _Columns:
@@ -386,6 +420,23 @@ class _OperationAccumulator:
         self.fingerprints: dict[str, _FingerprintAccumulator] = {}
         self.overflow_fingerprints = 0
         self.eager_loads: dict[str, _EagerLoadAccumulator] = {}
+
+    def merge(self, other: _OperationAccumulator) -> None:
+        """Add another process's accumulator of the same operation (sketches merged, not quantiles)."""
+        self.count += other.count
+        self.errors += other.errors
+        self.sketch.merge(other.sketch)
+        for mine, theirs in ((self.duration, other.duration), (self.rss_delta, other.rss_delta),
+                             (self.peak_increase, other.peak_increase), (self.queries, other.queries),
+                             (self.own_queries, other.own_queries), (self.query_ms, other.query_ms)):
+            mine.merge(theirs)
+        self.overflow_fingerprints += other.overflow_fingerprints
+        for table, incoming in ((self.fingerprints, other.fingerprints), (self.eager_loads, other.eager_loads)):
+            for key, accumulator in incoming.items():
+                if key in table:
+                    table[key].merge(accumulator)
+                else:
+                    table[key] = accumulator
 
 
 class BottleneckSpanProcessor(SpanProcessor):
@@ -629,6 +680,30 @@ class BottleneckSpanProcessor(SpanProcessor):
                 and is_per_row_read(f.fingerprint, f.values_per_execution, f.relationship)
             ),
         )
+
+    def export_state(self) -> bytes:
+        """Everything aggregated so far, for :meth:`merge_state` in another process (pytest-xdist
+        workers to their controller). A pickle: read it only from processes you started."""
+        self._drain()
+        with self._lock:
+            return pickle.dumps((self._operations, self.overflow_operations), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def merge_state(self, state: bytes) -> None:
+        """Add what another process aggregated (its :meth:`export_state`): per operation the
+        duration sketches are merged (so quantiles stay within the sketch's accuracy over both),
+        counts and totals added, minimums and maximums kept."""
+        operations, overflow = pickle.loads(state)  # noqa: S301 - our own worker processes' data
+        self._drain()
+        with self._lock:
+            self.overflow_operations += overflow
+            for name, incoming in operations.items():
+                mine = self._operations.get(name)
+                if mine is not None:
+                    mine.merge(incoming)
+                elif len(self._operations) < self.max_operations:
+                    self._operations[name] = incoming
+                else:
+                    self.overflow_operations += incoming.count
 
     def reset(self) -> None:
         """Forget everything aggregated, and the queries counted outside any operation."""

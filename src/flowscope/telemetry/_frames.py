@@ -363,6 +363,19 @@ class UnmeasuredQueries:
         self.count = 0
         self.statements = {}
 
+    def state(self) -> dict[str, Any]:
+        """Plain data, for :meth:`merge` in another process (pytest-xdist workers)."""
+        return {"count": self.count, "statements": {k: list(v) for k, v in self.statements.items()}}
+
+    def merge(self, state: dict[str, Any]) -> None:
+        self.count += state["count"]
+        for statement, (count, call_site) in state["statements"].items():
+            entry = self.statements.get(statement)
+            if entry is None and len(self.statements) < MAX_STATEMENTS_PER_FRAME:
+                entry = self.statements[statement] = [0, call_site]
+            if entry is not None:
+                entry[0] += count
+
 
 unmeasured = UnmeasuredQueries()
 
