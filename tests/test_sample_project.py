@@ -64,3 +64,19 @@ def test_nplusone_error_fails_only_the_test_with_the_n_plus_one(tmp_path: Path) 
     assert "1 failed, 4 passed" in done.stdout, done.stdout
     assert "FAILED tests/test_catalog.py::test_catalog_lists_every_book" in done.stdout
     assert "lazy loads of Book.author ran 8 queries" in done.stdout, done.stdout
+
+
+def test_a_baseline_written_by_the_plugin_makes_the_known_findings_no_error(tmp_path: Path) -> None:
+    baseline = tmp_path / "baseline.json"
+    wrote = run_sample(tmp_path, "--flowscope", f"--flowscope-write-baseline={baseline}")
+    assert wrote.returncode == 0 and f"wrote the baseline {baseline}" in wrote.stdout, wrote.stdout
+    assert {f["kind"] for f in json.loads(baseline.read_text())["findings"]} == {"n_plus_one", "repeated_query"}
+
+    known = run_sample(tmp_path, "--flowscope", "--flowscope-nplusone=error", f"--flowscope-baseline={baseline}")
+    assert known.returncode == 0, known.stdout                      # the N+1 is known: no error
+    assert "0 findings in tests (0 distinct), worst first; 1 ignored by" in known.stdout
+    assert "; 2 known to the baseline" in known.stdout
+
+    (tmp_path / "bad.json").write_text("[]")
+    bad = run_sample(tmp_path, "--flowscope", f"--flowscope-baseline={tmp_path / 'bad.json'}")
+    assert bad.returncode == 4 and "--flowscope-baseline" in bad.stderr and "not a flowscope baseline" in bad.stderr

@@ -45,6 +45,8 @@ class _PluginState:
         self.project = project          # [tool.flowscope] of the rootdir's pyproject.toml (ci/_project_config)
         self.findings: list[Any] = []   # every test's query findings (Recommendation), for the summary
         self.ignored = 0                # findings an ignore rule matched
+        self.baseline: frozenset[Any] = frozenset()   # known finding identities (ci/_baseline)
+        self.known: list[Any] = []      # findings the baseline knew (kept for --flowscope-write-baseline)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -53,6 +55,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="measure each test as a flowscope operation (also on with FLOWSCOPE_AUTO_INSTRUMENT)")
     group.addoption("--flowscope-nplusone", choices=_NPLUSONE_MODES, default="warn",
                     help="an N+1 inside a test: fail it (error), list it at the end (warn, default), or ignore it")
+    group.addoption("--flowscope-baseline", metavar="FILE", default=None,
+                    help="findings in this baseline (flowscope check --write-baseline, or the option below) are "
+                         "known: never an error, counted apart in the summary")
+    group.addoption("--flowscope-write-baseline", metavar="FILE", default=None,
+                    help="write the run's findings as a baseline at the end")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -75,8 +82,16 @@ def pytest_configure(config: pytest.Config) -> None:
         project = load_project_config(start=config.rootpath)
     except ConfigError as err:
         raise pytest.UsageError(f"flowscope: {err}") from None
+    from flowscope.ci._baseline import BaselineError, read_baseline
+
+    state = _PluginState(config.getoption("--flowscope-nplusone"), project)
+    baseline_path = config.getoption("--flowscope-baseline")
+    try:
+        state.baseline = frozenset(read_baseline(baseline_path)) if baseline_path else frozenset()
+    except BaselineError as err:
+        raise pytest.UsageError(f"flowscope: {err}".replace("--baseline", "--flowscope-baseline")) from None
     _switch_on()
-    config.stash[_STATE] = _PluginState(config.getoption("--flowscope-nplusone"), project)
+    config.stash[_STATE] = state
     if config.pluginmanager.hasplugin("xdist") and not _is_xdist_worker():
         config.pluginmanager.register(_XdistController(config.stash[_STATE]), "flowscope-xdist")
 
@@ -140,9 +155,12 @@ def _judge(item: pytest.Item, frame: Any, state: _PluginState) -> None:
     summary; an N+1 fails the test under ``--flowscope-nplusone=error``."""
     from flowscope.analysis._findings import frame_findings
 
+    from flowscope.ci._identity import identity
+
     kept, ignored = state.project.split(tuple(frame_findings(item.nodeid, frame, state.project.thresholds)))
-    findings = list(kept)
     state.ignored += len(ignored)
+    findings = [r for r in kept if identity(r) not in state.baseline]
+    state.known.extend(r for r in kept if identity(r) in state.baseline)
     if state.nplusone == "off":
         findings = [r for r in findings if r.kind != "n_plus_one"]
     state.findings.extend(findings)
@@ -216,6 +234,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from flowscope.telemetry._frames import unmeasured
 
     output["flowscope"] = {"findings": [rec.to_dict() for rec in state.findings], "ignored": state.ignored,
+                           "known": [rec.to_dict() for rec in state.known],
                            "aggregator": configure().aggregator.export_state(), "unmeasured": unmeasured.state()}
 
 
@@ -238,6 +257,7 @@ class _XdistController:
 
         self.state.findings.extend(Recommendation.from_dict(found) for found in data["findings"])
         self.state.ignored += data["ignored"]
+        self.state.known.extend(Recommendation.from_dict(found) for found in data["known"])
         configure().aggregator.merge_state(data["aggregator"])
         unmeasured.merge(data["unmeasured"])
 
@@ -254,7 +274,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     groups = grouped(most_valuable_first(state.findings))
     terminalreporter.write_line(f"{len(report.operations)} operations measured, {report.measured_queries} queries; "
                                 f"{len(state.findings)} findings in tests ({len(groups)} distinct), worst first"
-                                + (f"; {state.ignored} ignored by {state.project.source}" if state.ignored else ""))
+                                + (f"; {state.ignored} ignored by {state.project.source}" if state.ignored else "")
+                                + (f"; {len(state.known)} known to the baseline" if state.known else ""))
     for group in groups[:MAX_SUMMARY_LINES]:
         rec = group.first
         at = f" at {rec.evidence.call_site}" if rec.evidence.call_site else ""
@@ -266,3 +287,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if report.unmeasured.queries:
         terminalreporter.write_line(f"  {report.unmeasured.queries} queries ran outside any test's call phase "
                                     f"(fixtures, collection): not measured")
+    baseline_path = config.getoption("--flowscope-write-baseline")
+    if baseline_path:
+        from flowscope.ci._baseline import baseline_json
+
+        try:
+            with open(baseline_path, "w", encoding="utf-8") as written:
+                written.write(baseline_json([*state.findings, *state.known]))
+            terminalreporter.write_line(f"  wrote the baseline {baseline_path}")
+        except OSError as err:
+            terminalreporter.write_line(f"  cannot write the baseline {baseline_path}: {err.strerror or err}")
