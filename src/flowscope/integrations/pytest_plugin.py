@@ -154,7 +154,6 @@ def _judge(item: pytest.Item, frame: Any, state: _PluginState) -> None:
     """The test's query findings, from its own frame (requests inside it included): kept for the
     summary; an N+1 fails the test under ``--flowscope-nplusone=error``."""
     from flowscope.analysis._findings import frame_findings
-
     from flowscope.ci._identity import identity
 
     kept, ignored = state.project.split(tuple(frame_findings(item.nodeid, frame, state.project.thresholds)))
