@@ -18,6 +18,10 @@ instrumentations on (a request through a Flask or FastAPI test client is a neste
 the end of the run prints each test's query findings, worst first, with its test and line (one
 line for a finding several tests share), and ``FLOWSCOPE_REPORT_JSON`` / ``FLOWSCOPE_REPORT_HTML``
 are honoured (the process report: there a request's finding belongs to the request).
+``[tool.flowscope]`` in the rootdir's ``pyproject.toml`` gives the thresholds and ignore rules
+(ci/_project_config); ``--flowscope-baseline`` / ``--flowscope-write-baseline`` read and write a
+baseline (ci/_baseline). Under pytest-xdist the workers hand their findings and aggregator state
+to the controller, which prints the one summary and writes the report.
 
 Design decisions: nothing of flowscope is imported until the plugin is on or a marker is met
 (the entry point loads this module in every pytest run of the environment); the per-test rules
