@@ -182,8 +182,8 @@ def run_check(tmp_path: Path, source: str, *extra: str) -> tuple[subprocess.Comp
     script = tmp_path / "scenario.py"
     script.write_text(source.format(support=str(tmp_path), authors=AUTHORS))
     flowscope_command = Path(sys.executable).parent / "flowscope"
-    done = subprocess.run([str(flowscope_command), "check", str(script), str(tmp_path / "app.db"),
-                           "--json", str(tmp_path / "check.json"), *extra],
+    done = subprocess.run([str(flowscope_command), "check", "--json", str(tmp_path / "check.json"), *extra,
+                           str(script), str(tmp_path / "app.db")],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120, env=clean_env())
     return done, json.loads((tmp_path / "check.json").read_text())
 

@@ -92,10 +92,10 @@ def check(target: str, args: tuple[str, ...], fail_on: str | None, json_path: st
     """Run a scenario with flowscope on, print the report, and fail on its findings (a CI gate).
 
     \b
-    $ flowscope check scenarios/checkout.py --fail-on medium
-    $ flowscope check myapp.jobs:nightly --json flowscope-check.json --html flowscope-check.html
-    $ flowscope check scenarios/checkout.py --annotations github     # in a GitHub Actions step
-    $ flowscope check scenarios/checkout.py --junit flowscope-check.xml   # GitLab, Jenkins, ...
+    $ flowscope check --fail-on medium scenarios/checkout.py
+    $ flowscope check --json flowscope-check.json --html flowscope-check.html myapp.jobs:nightly
+    $ flowscope check --annotations github scenarios/checkout.py   # in a GitHub Actions step
+    $ flowscope check --junit flowscope-check.xml scenarios/checkout.py   # GitLab, Jenkins, ...
     $ flowscope check --sarif flowscope.sarif --baseline flowscope-baseline.json scenarios/checkout.py
 
     flowscope's options come before the target; what follows it is the scenario's own arguments.

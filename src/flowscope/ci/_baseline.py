@@ -1,7 +1,7 @@
 """Baselines: adopt ``flowscope check`` on a codebase with known findings, fail only on new ones.
 
-    $ flowscope check scenarios/smoke.py --write-baseline flowscope-baseline.json   # today's findings
-    $ flowscope check scenarios/smoke.py --baseline flowscope-baseline.json         # fails on new ones only
+    $ flowscope check --write-baseline flowscope-baseline.json scenarios/smoke.py   # today's findings
+    $ flowscope check --baseline flowscope-baseline.json scenarios/smoke.py   # fails on new ones only
 
 A baseline is a JSON file of finding identities (see _identity: kind, operation, statement
 fingerprint, relationship, file and function; no line, so moving code within its function keeps

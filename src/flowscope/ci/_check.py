@@ -5,7 +5,7 @@
     (False, ['n_plus_one'])
 
     $ flowscope check scenarios/checkout.py                  # exit 1 on a medium or high finding
-    $ flowscope check myapp.jobs:nightly --fail-on high --json flowscope-check.json
+    $ flowscope check --fail-on high --json flowscope-check.json myapp.jobs:nightly
 
 Design decisions:
 - The scenario runs in this process, after ``flowscope.configure(instrument=True)`` and with

@@ -1,8 +1,8 @@
 """``flowscope check`` for CI systems: GitHub Actions annotations and JUnit XML.
 
-    $ flowscope check scenarios/list_books.py --annotations github
+    $ flowscope check --annotations github scenarios/list_books.py
     ::error file=scenarios/list_books.py,line=36,title=flowscope n_plus_one in list_books::N+1 query ...
-    $ flowscope check scenarios/list_books.py --junit flowscope-check.xml
+    $ flowscope check --junit flowscope-check.xml scenarios/list_books.py
 
 One finding per recommendation of the check's report: a failure (``error``) when it is at or
 above ``--fail-on``, a warning / passing test case below it, located at the finding's call site

@@ -1,6 +1,6 @@
 """``flowscope check --sarif FILE``: the findings as SARIF 2.1.0, for GitHub code scanning.
 
-    $ flowscope check scenarios/list_books.py --sarif flowscope.sarif
+    $ flowscope check --sarif flowscope.sarif scenarios/list_books.py
     # then, in GitHub Actions: github/codeql-action/upload-sarif with sarif_file: flowscope.sarif
 
 One rule per finding kind (``n_plus_one``, ``write_loop``, ...), one result per finding at its

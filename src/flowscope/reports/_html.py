@@ -3,7 +3,7 @@
     >>> Path("flowscope-report.html").write_text(process_report().to_html())
     >>> monitor.export_performance_data(format="html")
     >>> render_page("flowscope.benchmark", "comparison.html.j2", "flowscope: benchmark comparison", result=r)
-    $ flowscope check scenario.py --html flowscope-report.html    # also: demo, bench, load-test
+    $ flowscope check --html flowscope-report.html scenario.py   # also: demo, bench, load-test
 
 Design decisions:
 - Jinja2 templates (``templates/*.html.j2``, package data) with autoescaping on: every value

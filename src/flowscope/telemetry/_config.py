@@ -38,6 +38,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,6 +94,7 @@ class Telemetry:
     meter_provider: Any = None         # the SDK MeterProvider metrics go to, None when metrics are off
     metrics: MetricsSpanProcessor | None = None
     span_operations: SpanOperationProcessor | None = None   # None: no span kind is an operation
+    span_exporters: list[ResilientSpanExporter] = field(default_factory=list)   # the ones flowscope created
 
     def force_flush(self, timeout_millis: int = 5000) -> bool:
         """Export what is queued now (e.g. before a short script exits); returns within
@@ -103,10 +105,15 @@ class Telemetry:
         thread that the caller waits for at most the timeout (an unfinished one goes on there).
         """
         done: list[bool] = []
+        budget = max(timeout_millis, 0) / 1000
+        for exporter in self.span_exporters:   # an export started by the flush gives up in time
+            exporter.bound_flush(time.monotonic() + budget)
         worker = threading.Thread(target=lambda: done.append(self._flush(timeout_millis)),
                                   name="flowscope-flush", daemon=True)
         worker.start()
-        worker.join(max(timeout_millis, 0) / 1000)
+        worker.join(budget)
+        for exporter in self.span_exporters:
+            exporter.bound_flush(None)
         return bool(done and done[0])
 
     def _flush(self, timeout_millis: int) -> bool:
@@ -228,6 +235,7 @@ def _attach(telemetry: Telemetry, provider: TracerProvider | None, service_name:
         for span_exporter in span_exporters:   # one batch processor each, as the SDK's own set-up
             wrapped = ResilientSpanExporter(span_exporter)
             resilient.append((wrapped, counting_batch_processor(wrapped)))
+            telemetry.span_exporters.append(wrapped)
             provider.add_span_processor(resilient[-1][1])
         # ... and this one before it: the exports left at exit get a bounded time
         atexit.register(lambda: [e.begin_exit(processor) for e, processor in resilient])

@@ -172,6 +172,15 @@ DEFAULT_EXIT_TIMEOUT_SECONDS = 2.5
 PROBE_TIMEOUT_SECONDS = 1.0
 
 
+def _timeout_holder(exporter: Any) -> Any:
+    """The object whose ``_timeout`` (seconds) bounds one export: the gRPC exporter itself; the
+    HTTP exporter's ``_client`` (opentelemetry-exporter-otlp-proto-http 1.4x). None if neither."""
+    for holder in (exporter, getattr(exporter, "_client", None)):
+        if holder is not None and isinstance(getattr(holder, "_timeout", None), (int, float)):
+            return holder
+    return None
+
+
 def _count_failure(error: Exception) -> None:
     try:
         raise error
@@ -233,6 +242,7 @@ class ResilientSpanExporter(SpanExporter):
         self._normal_timeout: float | None = None
         self.exit_dropped = 0
         self.unencodable = 0   # spans dropped alone because the encoder failed on them
+        self._before_flush: float | None = None   # the exporter's timeout while a flush bounds it
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         now = time.monotonic()
@@ -303,23 +313,39 @@ class ResilientSpanExporter(SpanExporter):
         """While the backend is away, each try waits at most PROBE_TIMEOUT_SECONDS (the OTLP
         exporters retry inside one export until their timeout, 10 s by default): a return is
         noticed within a cooldown, and the batch queue does not wait behind a long retry loop."""
-        timeout = getattr(self.inner, "_timeout", None)
-        if not isinstance(timeout, (int, float)):
+        holder = _timeout_holder(self.inner)
+        if holder is None:
             return
         if probing:
-            self._normal_timeout = timeout
-            self.inner._timeout = min(timeout, PROBE_TIMEOUT_SECONDS)  # type: ignore[attr-defined]
+            self._normal_timeout = holder._timeout
+            holder._timeout = min(holder._timeout, PROBE_TIMEOUT_SECONDS)
         elif self._normal_timeout is not None:
-            self.inner._timeout = self._normal_timeout  # type: ignore[attr-defined]
+            holder._timeout = self._normal_timeout
 
     def _bound_timeout(self, now: float) -> None:
         """During exit, the inner exporter's own timeout (``_timeout``, seconds, in the OTLP
         exporters) is lowered to what remains of the exit budget."""
         if self._exit_deadline is None:
             return
-        timeout = getattr(self.inner, "_timeout", None)
-        if isinstance(timeout, (int, float)):
-            self.inner._timeout = max(0.05, min(timeout, self._exit_deadline - now))  # type: ignore[attr-defined]
+        holder = _timeout_holder(self.inner)
+        if holder is not None:
+            holder._timeout = max(0.05, min(holder._timeout, self._exit_deadline - now))
+
+    def bound_flush(self, deadline: float | None) -> None:
+        """While a flush waits until ``deadline`` (``time.monotonic()``), the exporter's own timeout
+        is at most 80% of what remains, so an export the flush starts fails (and is counted)
+        before the flush gives up; ``None`` puts the timeout back."""
+        holder = _timeout_holder(self.inner)
+        if holder is None:
+            return
+        if deadline is None:
+            if self._before_flush is not None:
+                holder._timeout = self._before_flush
+                self._before_flush = None
+            return
+        if self._before_flush is None:
+            self._before_flush = holder._timeout
+        holder._timeout = max(0.05, min(holder._timeout, 0.8 * (deadline - time.monotonic())))
 
     def begin_exit(self, processor: Any, budget_seconds: float | None = None) -> None:
         """Flush ``processor`` (the batch processor feeding this exporter) and shut it down
