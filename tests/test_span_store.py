@@ -51,6 +51,31 @@ def test_spans_pushed_out_are_counted_as_evicted(store_and_tracer):
     assert len(store.spans()) == 3
 
 
+def test_the_store_is_bounded_in_bytes_evicting_the_oldest_spans():
+    from flowscope.telemetry._span_store import SIZE_BATCH
+
+    store = SpanStore(capacity=10_000, max_bytes=2_000_000)
+    provider = TracerProvider(resource=Resource({"service.name": "span-store-spec"}))
+    provider.add_span_processor(store)
+    tracer = provider.get_tracer("span-store-spec")
+    for i in range(400):                       # 400 x 100 KB of attribute values: 40 MB offered
+        with tracer.start_as_current_span(f"big-{i}") as span:
+            span.set_attribute("payload", "x" * 100_000)
+    for i in range(SIZE_BATCH):               # small ones after: the big ones make room
+        tracer.start_span(f"small-{i}").end()
+
+    kept = [s.name for s in store.spans()]
+    assert store.bytes <= 2_000_000 and store.evicted_for_bytes > 380
+    assert kept[-1] == f"small-{SIZE_BATCH - 1}" and kept[0].startswith("big-")   # the newest kept, oldest gone
+    assert int(kept[0].split("-")[1]) > 380
+    assert sum(len(s.attributes.get("payload", "")) for s in store.spans()) <= 2_000_000
+
+
+def test_a_byte_budget_below_one_is_refused():
+    with pytest.raises(ValueError, match="max_bytes"):
+        SpanStore(10, max_bytes=0)
+
+
 def test_a_capacity_below_one_is_refused():
     with pytest.raises(ValueError, match="capacity"):
         SpanStore(0)

@@ -10,7 +10,7 @@ Honoured: OTEL_SDK_DISABLED, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_T
 http/protobuf) / _HEADERS / _TIMEOUT, OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG;
 OTEL_METRICS_EXPORTER (otlp | console | none) with OTEL_EXPORTER_OTLP_[METRICS_]* for the
 metrics of :mod:`._metrics`; and flowscope's own FLOWSCOPE_MEMORY_PROFILE (tracemalloc | off),
-FLOWSCOPE_SPAN_STORE_SIZE, FLOWSCOPE_OPERATION_SPAN_KINDS (:mod:`._span_operations`),
+FLOWSCOPE_SPAN_STORE_SIZE, FLOWSCOPE_SPAN_STORE_BYTES, FLOWSCOPE_OPERATION_SPAN_KINDS (:mod:`._span_operations`),
 FLOWSCOPE_AUDIT_EAGER_LOADS (:mod:`.sql._eager_audit`). Layers
 above telemetry that must act when it is set up register an :func:`on_configure` hook (the
 package registers the report written at exit, :mod:`flowscope.reports._exit_report`, for
@@ -62,7 +62,7 @@ from ._operation import settings
 from ._processor_chain import ProcessorChain
 from ._queue_drops import counting_batch_processor
 from ._span_operations import DEFAULT_KINDS, SpanOperationProcessor, parse_kinds
-from ._span_store import DEFAULT_CAPACITY, SpanStore
+from ._span_store import DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, SpanStore
 
 _logger = logging.getLogger("flowscope")
 _lock = threading.Lock()
@@ -181,7 +181,8 @@ def configure(*, service_name: str | None = None, exporter: str | None = None,
         warnings: list[str] = []
         _configure_memory_profile(memory_profile, warnings)
         capacity = _int_setting("FLOWSCOPE_SPAN_STORE_SIZE", span_store_capacity, DEFAULT_CAPACITY, warnings)
-        telemetry = Telemetry(BottleneckSpanProcessor(), SpanStore(capacity), None, "none",
+        max_bytes = _int_setting("FLOWSCOPE_SPAN_STORE_BYTES", None, DEFAULT_MAX_BYTES, warnings)
+        telemetry = Telemetry(BottleneckSpanProcessor(), SpanStore(capacity, max_bytes), None, "none",
                               warnings=warnings)
         if _flag("OTEL_SDK_DISABLED"):
             telemetry.disabled = True
