@@ -130,6 +130,31 @@ def test_an_operation_name_is_measured_or_a_type_error_at_the_call(telemetry, na
     assert name[:256] in telemetry.aggregator.operation_names()
 
 
+attribute_values = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
+                            st.text(max_size=40), st.text(alphabet=st.characters(codec=None), max_size=4),
+                            st.just("v" * 20_000), st.binary(max_size=4), st.lists(st.integers(), max_size=3),
+                            st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(attributes=st.dictionaries(st.one_of(st.text(min_size=1, max_size=20), st.just("api_token")),
+                                  attribute_values, max_size=4))
+def test_operation_attributes_never_raise_and_are_bounded_and_redacted(telemetry, attributes: dict) -> None:
+    from flowscope.telemetry._operation import MAX_ATTRIBUTE_LENGTH
+
+    telemetry.span_store.clear()
+    with flowscope.operation("attributed", **attributes):
+        pass
+    [span] = telemetry.span_store.by_operation("attributed")
+    recorded = dict(span.attributes)
+    for key, value in attributes.items():
+        if key == "api_token":
+            assert recorded.get(key) in (None, "[REDACTED]")      # never the value
+        elif isinstance(value, str) and key in recorded:
+            assert recorded[key] == value[:MAX_ATTRIBUTE_LENGTH]
+    assert all(len(v) <= MAX_ATTRIBUTE_LENGTH for v in recorded.values() if isinstance(v, str))
+
+
 def test_a_context_nested_10000_levels_is_a_context_serialization_error(session: Session) -> None:
     with pytest.raises(ContextSerializationError, match="nested too deeply"):
         start_workflow(session, Ticket, context=deep(10_000))
