@@ -210,3 +210,30 @@ def test_with_sqlalchemy_instrumentation_each_statement_is_counted_once(
     span, = telemetry.span_store.by_operation("mixed")
     assert len(executed) == len(statement_spans(telemetry)) == 6
     assert span.attributes[attr.QUERY_COUNT] == 6
+
+
+def test_a_relationship_named_in_one_greenlet_is_taken_by_that_greenlet_only() -> None:
+    # AsyncSession runs each task's ORM code in a greenlet of its own, all sharing the operation's
+    # frame: a lazy load named in one must not be taken, or lost, by another's statement.
+    import greenlet
+
+    from flowscope.telemetry._frames import OperationFrame
+
+    frame = OperationFrame(None, "shared")
+    taken: dict[str, str | None] = {}
+
+    def first_task() -> None:
+        frame.name_relationship("Post.author")
+        second.switch()                       # the other task names and runs its statement meanwhile
+        taken["author"] = frame.take_relationship()
+
+    def second_task() -> None:
+        frame.name_relationship("Post.tags")
+        taken["tags"] = frame.take_relationship()
+        first.switch()
+
+    first, second = greenlet.greenlet(first_task), greenlet.greenlet(second_task)
+    first.switch()
+
+    assert taken == {"tags": "Post.tags", "author": "Post.author"}
+    assert frame.take_relationship() is None and not frame.pending_relationship

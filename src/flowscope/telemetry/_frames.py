@@ -29,6 +29,11 @@ import sqlalchemy
 
 from ._context import FRAME_KEY, current_context
 
+try:   # what runs ORM code: a greenlet (AsyncSession; every thread has a main greenlet), else a thread
+    from greenlet import getcurrent as _runner
+except ImportError:   # SQLAlchemy 2.1 without greenlet: sync code only, one thread each
+    from threading import get_ident as _runner
+
 MAX_STATEMENTS_PER_FRAME = 256
 MAX_PARAMETER_SETS_PER_STATEMENT = 64
 OTHER_STATEMENT = "<other statements>"
@@ -105,8 +110,9 @@ class OperationFrame:
         self.nested_query_count = 0   # ... of which its nested operations ran
         self.query_seconds = 0.0
         self.statements: dict[str, StatementTally] = {}
-        # set by the ORM listener just before a lazy load's statement runs (see take_relationship)
-        self.pending_relationship: str | None = None
+        # set by the ORM listener just before a lazy load's statement runs, per greenlet or
+        # thread (see take_relationship); None until the first
+        self.pending_relationship: dict[Any, str] | None = None
         self.closed = False
         self.context_token: Any = None   # the OpenTelemetry context token of its span
         # set when its span ends: (name, rss delta, peak increase, query count, query ms), the
@@ -118,14 +124,23 @@ class OperationFrame:
         self.tracemalloc_peak = 0
         self.eager_audit: Any = None   # sql/_eager_audit.EagerAudit, only while that audit is on
 
+    def name_relationship(self, relationship: str) -> None:
+        """Name the relationship whose lazy load runs next on this greenlet (or thread)."""
+        pending = self.pending_relationship
+        if pending is None:
+            pending = self.pending_relationship = {}
+        pending[_runner()] = relationship
+
     def take_relationship(self) -> str | None:
-        """The lazy-loaded relationship named for the statement about to run (cleared): taken
-        before the statement runs, so that another task's statement recorded while this one
-        awaits its driver cannot take it."""
-        relationship = self.pending_relationship
-        if relationship is not None:
-            self.pending_relationship = None
-        return relationship
+        """The lazy-loaded relationship named for the statement about to run here (cleared).
+
+        Design decision: kept per greenlet (AsyncSession runs each task's ORM code in a greenlet
+        of its own) or per thread, not per frame: asyncio tasks and threads share their
+        operation's frame, and one task's statement must never take (or lose) another's name.
+        Kept per frame, a fresh-clone suite run once saw most lazy loads of four concurrent
+        tasks recorded unnamed, and their N+1 lost its relationship."""
+        pending = self.pending_relationship
+        return pending.pop(_runner(), None) if pending else None
 
     def record(self, statement: str, seconds: float, parameters: Any,
                relationship: str | None = None) -> StatementTally:

@@ -126,7 +126,7 @@ def _name_lazy_load(state: Any) -> None:
             return
         prop = getattr(state.loader_strategy_path, "prop", None)
         if prop is not None:
-            frame.pending_relationship = f"{prop.parent.class_.__name__}.{prop.key}"
+            frame.name_relationship(f"{prop.parent.class_.__name__}.{prop.key}")
     except Exception:
         health.failed("naming a lazy-loaded relationship")
 
