@@ -95,6 +95,13 @@ def test_lists_posts_once_more(client):
     assert len(client.get("/api/posts").json) == 12
 """
 
+MONITOR_JUDGES = """
+def test_judged(client, flowscope_monitor):
+    client.get("/api/posts")
+    assert flowscope_monitor.queries == 13
+    assert [r.kind for r in flowscope_monitor.recommendations()] == []
+"""
+
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
@@ -215,6 +222,15 @@ def test_with_xdist_the_workers_findings_and_statistics_are_merged_on_the_contro
     assert {name for name in operations if "::" in name} >= {
         "test_blog.py::test_lists_posts", "test_more.py::test_lists_posts_again",
         "test_more.py::test_lists_posts_once_more"}
+
+
+def test_the_monitor_judges_with_the_thresholds_of_tool_flowscope(project: pytest.Pytester) -> None:
+    project.makefile(".toml", pyproject="[tool.flowscope.thresholds]\nn_plus_one = 50\n")
+    project.makepyfile(test_judged=MONITOR_JUDGES)
+
+    result = project.runpytest_subprocess("test_judged.py", "--flowscope", "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=1)   # 12 lazy loads are below this project's n_plus_one = 50
 
 
 def test_query_budgets_fail_over_the_budget_listing_the_statements_plugin_or_not(project: pytest.Pytester) -> None:

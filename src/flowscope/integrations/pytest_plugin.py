@@ -224,7 +224,9 @@ class TestMeasurement:
         from flowscope.analysis._findings import Thresholds, frame_findings
 
         frame = self.frame
-        return frame_findings(self._item.nodeid, frame, Thresholds()) if frame else []
+        state = self._item.config.stash.get(_STATE, None)   # the plugin on: [tool.flowscope]'s thresholds
+        thresholds = state.project.thresholds if state is not None else Thresholds()
+        return frame_findings(self._item.nodeid, frame, thresholds) if frame else []
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
