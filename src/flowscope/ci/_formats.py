@@ -21,13 +21,11 @@ Design decisions:
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 
 from ..analysis._recommendation import Recommendation
 from ._check import CheckResult
-
-_CALL_SITE = re.compile(r"^(?P<file>.+?):(?P<line>\d+)(?: in .*)?$")
+from ._identity import call_site_parts
 
 
 def github_annotations(result: CheckResult) -> list[str]:
@@ -49,9 +47,9 @@ def junit_xml(result: CheckResult, suite: str = "flowscope check") -> str:
         if id(rec) in failing:
             failure = ET.SubElement(case, "failure", message=f"{rec.severity}: {rec.message}",
                                     type=f"flowscope.{rec.kind}")
-            failure.text = _details(rec)
+            failure.text = details(rec)
         else:
-            ET.SubElement(case, "system-out").text = f"{rec.severity} (below --fail-on {result.fail_on}): {_details(rec)}"
+            ET.SubElement(case, "system-out").text = f"{rec.severity} (below --fail-on {result.fail_on}): {details(rec)}"
     if not recommendations:
         ET.SubElement(testsuite, "testcase", classname="flowscope", name="no recommendation")
     ET.indent(testsuites)
@@ -60,11 +58,12 @@ def junit_xml(result: CheckResult, suite: str = "flowscope check") -> str:
 
 def _location(rec: Recommendation) -> dict[str, str]:
     """``{"file": ..., "line": ...}`` from the finding's call site, or nothing."""
-    site = _CALL_SITE.match(rec.evidence.call_site or "")
-    return {"file": site["file"], "line": site["line"]} if site else {}
+    file, line, _ = call_site_parts(rec.evidence.call_site)
+    return {"file": file, "line": str(line)} if file is not None else {}
 
 
-def _details(rec: Recommendation) -> str:
+def details(rec: Recommendation) -> str:
+    """The finding as text for a CI system: its message, the fix, the statement."""
     text = f"{rec.message}\nFix: {rec.suggestion}"
     if rec.evidence.fingerprint:
         text += f"\nStatement: {rec.evidence.fingerprint}"
@@ -74,7 +73,7 @@ def _details(rec: Recommendation) -> str:
 def _annotation(rec: Recommendation, level: str) -> str:
     properties = {**_location(rec), "title": f"flowscope {rec.kind} in {rec.operation}"}
     listed = ",".join(f"{key}={_escape_property(value)}" for key, value in properties.items())
-    return f"::{level} {listed}::{_escape_data(_details(rec))}"
+    return f"::{level} {listed}::{_escape_data(details(rec))}"
 
 
 def _escape_data(text: str) -> str:

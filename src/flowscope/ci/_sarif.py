@@ -21,6 +21,7 @@ from typing import Any
 from .._version import __version__
 from ..analysis._recommendation import KINDS, Recommendation
 from ._check import CheckResult
+from ._formats import details
 from ._identity import call_site_parts, identity
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -69,11 +70,8 @@ def sarif_json(result: CheckResult) -> str:
 
 
 def _result(rec: Recommendation, rule_index: int, level: str) -> dict[str, Any]:
-    text = f"{rec.message}\nFix: {rec.suggestion}"
-    if rec.evidence.fingerprint:
-        text += f"\nStatement: {rec.evidence.fingerprint}"
     out: dict[str, Any] = {
-        "ruleId": rec.kind, "ruleIndex": rule_index, "level": level, "message": {"text": text},
+        "ruleId": rec.kind, "ruleIndex": rule_index, "level": level, "message": {"text": details(rec)},
         "partialFingerprints": {"flowscopeFinding/v1": identity(rec).digest()},
         "properties": {"operation": rec.operation, "severity": rec.severity,
                        "estimatedSavingsQueries": rec.estimated_savings.queries,

@@ -93,16 +93,20 @@ class EagerAudit:
 
     def _tally(self, operation: str) -> None:
         mine: dict[str, list[Any]] = {}
+        impls: dict[type, list[Any]] = {}   # per class, once per tally
         for instance in self.instances:
             populated = instance.__dict__
-            for impl in _audited_impls(type(instance)):
+            cls = type(instance)
+            if cls not in impls:
+                impls[cls] = [attribute.impl for attribute in _audited_classes.get(cls, ())]
+            for impl in impls[cls]:
                 if impl.key not in populated:
                     continue
                 value = populated[impl.key]
                 relationship = _names[impl]
                 load = mine.get(relationship)
                 if load is None:
-                    load = mine[relationship] = [operation, relationship, 0, 0, self.call_sites.get(type(instance)),
+                    load = mine[relationship] = [operation, relationship, 0, 0, self.call_sites.get(cls),
                                                  self.queries.pop(relationship, 0)]
                 load[2] += 1
                 load[3] += (len(value) if impl.collection else 1) if value is not None else 0
@@ -115,10 +119,6 @@ class EagerAudit:
             EagerLoadVerdict(operation=operation, relationship=relationship, parents=parents, objects=objects,
                              queries=queries, call_site=call_site, used=relationship in read)
             for operation, relationship, parents, objects, call_site, queries in self.loads)
-
-
-def _audited_impls(cls: type) -> list[Any]:
-    return [attribute.impl for attribute in _audited_classes.get(cls, ())]
 
 
 def _audit_of(frame: Any) -> EagerAudit:
